@@ -1,0 +1,119 @@
+# corral — GNU Makefile.
+#
+#   make              build build/corrald
+#   make run          install missing packages, build, run in the foreground with conf/corral.ini
+#   make test         install missing packages; unit + integration tests, then the
+#                     same suite under ASan+UBSan, then the concurrency tests under TSan
+#   make check        one pass of the tests with the current SANITIZE (no deps step)
+#   make install      PREFIX=/usr/local DESTDIR= : binary, /etc/corral/corral.ini, systemd unit
+#   make bench        benchmarks (see bench/README.md)
+#
+# SANITIZE=address,undefined or SANITIZE=thread builds into build-asan/ or build-tsan/.
+
+SHELL       := /bin/bash
+CC          ?= cc
+PKGS        := libevent libevent_pthreads libevent_extra libcurl inih libsystemd
+LLHTTP_SRC  ?= /usr/share/llhttp
+LLHTTP_INC  ?= /usr/share/include/llhttp
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+PYTHON      ?= /usr/bin/python3
+VERSION     := 0.1.0
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+  BUILD := build
+  SANFLAGS :=
+else ifeq ($(SANITIZE),thread)
+  BUILD := build-tsan
+  SANFLAGS := -fsanitize=thread
+else
+  BUILD := build-asan
+  SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# llhttp: a pkg-config module if there is one, else Debian's node-llhttp sources.
+HAVE_LIBLLHTTP := $(shell pkg-config --exists libllhttp 2>/dev/null && echo yes)
+ifeq ($(HAVE_LIBLLHTTP),yes)
+  PKG_CFLAGS += $(shell pkg-config --cflags libllhttp)
+  PKG_LIBS   += $(shell pkg-config --libs libllhttp)
+  LLHTTP_OBJ :=
+else
+  PKG_CFLAGS += -I$(LLHTTP_INC)
+  LLHTTP_OBJ := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+endif
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -pthread -Iinclude $(PKG_CFLAGS) \
+           -DCORRAL_VERSION=\"$(VERSION)\" $(SANFLAGS) -MMD -MP
+LDFLAGS += -pthread $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS)
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS)) $(LLHTTP_OBJ)
+UNIT_SRCS:= $(wildcard tests/unit/test_*.c)
+UNIT_BINS:= $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all run test check unit integration tsan-check deps install bench clean
+
+all: $(BUILD)/corrald
+
+$(BUILD)/corrald: $(OBJS) $(LLHTTP_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
+	$(CC) -O2 -g -I$(LLHTTP_INC) -DLLHTTP_STRICT_MODE=1 $(SANFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
+	mkdir -p $@
+
+deps:
+	@./.ci/deps
+
+run: deps
+	$(MAKE) all
+	./$(BUILD)/corrald -c conf/corral.ini
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+integration: $(BUILD)/corrald
+	CORRALD=$(CURDIR)/$(BUILD)/corrald SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+check: unit integration
+
+# The concurrency tests (marked "concurrency") again under ThreadSanitizer.
+tsan-check:
+	$(MAKE) SANITIZE=thread unit
+	$(MAKE) SANITIZE=thread integration PYTEST_ARGS='-m concurrency'
+
+test: deps
+	$(MAKE) check
+	$(MAKE) SANITIZE=address,undefined check
+	$(MAKE) tsan-check
+
+install: $(BUILD)/corrald
+	install -D -m 0755 $(BUILD)/corrald $(DESTDIR)$(PREFIX)/sbin/corrald
+	install -D -m 0644 conf/corral.ini $(DESTDIR)$(SYSCONFDIR)/corral/corral.ini
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/corral.service > $(BUILD)/corral.service
+	install -D -m 0644 $(BUILD)/corral.service $(DESTDIR)$(UNITDIR)/corral.service
+
+bench: deps
+	$(MAKE) all
+	./bench/run
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)

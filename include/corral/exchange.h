@@ -1,0 +1,50 @@
+/*
+ * exchange.h — one request and its response, served by one worker thread in
+ * plain sequential code: read the request, decide, forward or answer, log.
+ *
+ * exchange_run() is the pool job for a session that has become readable: it
+ * serves requests on that connection while bytes are already buffered
+ * (pipelining), then parks the session back in the waiter, closes it, or
+ * hands it to a tunnel.
+ */
+#ifndef CORRAL_EXCHANGE_H
+#define CORRAL_EXCHANGE_H
+
+#include <stdint.h>
+#include "corral/http.h"
+#include "corral/request.h"
+
+struct session;
+
+struct exchange {
+	struct session *s;
+	struct config *cfg;       /* a reference, for this request */
+	struct request req;
+	struct url url;           /* parsed target (absolute-form) */
+	int64_t start_ms, start_mono;
+	/* what happened, for the access log */
+	int status;
+	uint64_t bytes_out;       /* head and body bytes written to the client */
+	const char *result;       /* Squid result code */
+	const char *hierarchy;    /* HIER_DIRECT / HIER_NONE */
+	char upstream[64];        /* upstream address */
+	char mime[128];
+	int close_after;          /* close the connection after this response */
+	int handed_off;           /* the session now belongs to a tunnel */
+};
+
+void exchange_run(void *session);
+
+/* Write to the client, counting bytes. Returns 0 or -1 (client gone). */
+int exchange_write(struct exchange *x, const void *buf, size_t len);
+
+/* A response made by corral itself; `extra` holds header lines ending in
+ * CRLF, or NULL. The connection closes after it when close_after is set. */
+int exchange_reply(struct exchange *x, int status, const char *extra,
+                   const char *ctype, const char *body, size_t len);
+
+/* An error answer: text/plain body "STATUS REASON\n<why>\n", logged and
+ * counted; the connection closes after it. */
+void exchange_error(struct exchange *x, int status, const char *why);
+
+#endif

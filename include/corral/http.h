@@ -1,0 +1,62 @@
+/*
+ * http.h — HTTP message pieces shared by the request reader, the forwarder and
+ * the cache: header lists, hop-by-hop rules, absolute URLs. Pure functions on
+ * caller-owned data; no shared state, no locks.
+ */
+#ifndef CORRAL_HTTP_H
+#define CORRAL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_header {
+	char *name;
+	char *value;
+};
+
+/* An ordered list of header fields, repeats kept. Owns its strings. */
+struct http_headers {
+	struct http_header *v;
+	int n, cap;
+};
+
+void headers_init(struct http_headers *h);
+void headers_free(struct http_headers *h);
+int headers_add(struct http_headers *h, const char *name, size_t nlen,
+                const char *value, size_t vlen);
+/* First value of `name` (case-insensitive), or NULL. */
+const char *headers_get(const struct http_headers *h, const char *name);
+
+/* Is `token` in the comma-separated list `list` (case-insensitive)? */
+int http_list_has(const char *list, const char *token);
+
+/* Is this header hop-by-hop for message `h`: one of the fixed set
+ * (Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization,
+ * Proxy-Authenticate, TE, Trailer, Transfer-Encoding, Upgrade) or named by one
+ * of h's Connection headers? */
+int http_is_hop_by_hop(const struct http_headers *h, const char *name);
+
+/* The standard reason phrase of a status code ("" when unknown). */
+const char *http_reason(int status);
+
+/* An absolute-form target: http://host[:port]/path?query */
+struct url {
+	char scheme[8];     /* "http" or "https", lower case */
+	char host[256];     /* lower case; IPv6 without brackets */
+	int port;           /* explicit or the scheme's default */
+	int port_given;     /* the URL named a port */
+	const char *path;   /* points into the parsed string: "/..." or "" */
+};
+
+/* Parse an absolute-form http/https URL. Returns 0, or -1 when it is not one. */
+int url_parse(const char *s, struct url *u);
+
+/* Parse an authority-form target (CONNECT host:port). Returns 0 or -1. */
+int url_parse_authority(const char *s, char *host, size_t hostlen, int *port);
+
+/* Normalised absolute URL: lower-case scheme and host, default port dropped,
+ * empty path as "/". Writes at most outlen bytes; returns the length, or -1
+ * when it does not fit. */
+int url_normalise(const struct url *u, char *out, size_t outlen);
+
+#endif

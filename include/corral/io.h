@@ -1,0 +1,24 @@
+/*
+ * io.h — blocking socket I/O with deadlines, for worker threads.
+ *
+ * Sockets owned by workers stay in blocking mode; every wait goes through
+ * poll() with a timeout, so no worker can be held forever by a peer.
+ */
+#ifndef CORRAL_IO_H
+#define CORRAL_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Wait until fd is ready for `events` (POLLIN/POLLOUT) or timeout_ms passes.
+ * Returns 1 ready, 0 timed out, -1 error. */
+int io_wait(int fd, short events, int64_t timeout_ms);
+
+/* Write all of iov, waiting at most timeout_ms for each bit of progress.
+ * Returns 0, or -1 (peer gone, error or timeout). */
+int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms);
+int io_write_all(int fd, const void *buf, size_t len, int64_t timeout_ms);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * stats.h — the daemon's counters, shown by the admin listener (/metrics).
+ *
+ * Every counter is a relaxed atomic: no lock, safe from any thread. Each
+ * failure a user could see has a counter here and a line in a log.
+ */
+#ifndef CORRAL_STATS_H
+#define CORRAL_STATS_H
+
+#include <stdint.h>
+
+/* X(name, help): name is the metric name without the "corral_" prefix. */
+#define STATS_COUNTERS(X) \
+	X(connections_accepted_total, "client connections accepted") \
+	X(connections_rejected_total, "client connections closed at once: over max_connections") \
+	X(connections_active, "client connections open now (gauge)") \
+	X(connections_idle, "keep-alive connections waiting in the session waiter (gauge)") \
+	X(requests_total, "requests read from clients") \
+	X(requests_denied_total, "requests answered 403: client address not allowed") \
+	X(requests_bad_total, "requests answered 400: malformed") \
+	X(requests_too_large_total, "requests answered 413, 414 or 431") \
+	X(requests_destination_denied_total, "requests answered 403: destination not allowed") \
+	X(upstream_requests_total, "requests sent upstream") \
+	X(upstream_errors_total, "upstream failures answered 502") \
+	X(upstream_timeouts_total, "upstream timeouts answered 504") \
+	X(upstream_truncated_total, "responses cut short after their head was sent") \
+	X(client_timeouts_total, "client connections closed: idle or read timeout") \
+	X(tunnels_total, "CONNECT tunnels opened") \
+	X(tunnels_active, "CONNECT tunnels open now (gauge)") \
+	X(bytes_to_clients_total, "bytes written to clients (heads and bodies)")
+
+enum stat_id {
+#define STAT_ENUM(name, help) STAT_##name,
+	STATS_COUNTERS(STAT_ENUM)
+#undef STAT_ENUM
+	STAT__COUNT
+};
+
+void stats_add(enum stat_id id, int64_t n);
+static inline void stats_inc(enum stat_id id) { stats_add(id, 1); }
+int64_t stats_get(enum stat_id id);
+const char *stats_name(enum stat_id id);
+const char *stats_help(enum stat_id id);
+
+#endif

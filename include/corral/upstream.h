@@ -1,0 +1,34 @@
+/*
+ * upstream.h — libcurl set up the way a proxy needs it.
+ *
+ * One curl share object holds the connection cache, the DNS cache and TLS
+ * sessions for every transfer, so transfers on any worker reuse upstream
+ * connections. upstream_easy() makes a handle with corral's common options:
+ * timeouts, parent proxy (or none: the environment's http_proxy is ignored),
+ * no redirects, no content decoding, no signals, and the destination filter
+ * (loopback and link-local refused unless [upstream] allow_loopback).
+ */
+#ifndef CORRAL_UPSTREAM_H
+#define CORRAL_UPSTREAM_H
+
+#include <curl/curl.h>
+#include "corral/config-t.h"
+
+/* Per-transfer facts the common options report back. */
+struct upstream_ctx {
+	int allow_loopback;
+	int dest_denied;                 /* the filter refused the address */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+int upstream_init(void);
+void upstream_cleanup(void);
+
+CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
+
+/* The status (403, 502 or 504) and a sentence saying why, for a transfer that
+ * failed before a response head arrived. */
+int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
+                     const char *host, int port, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,209 @@
+/*
+ * exchange.c — serving the requests of one connection on a worker thread.
+ *
+ * Per request: take a config reference, read the head, decide, answer, write
+ * one access log line, drop the reference. Decisions, in order: client not
+ * allowed (403), CONNECT (tunnel), target not absolute-form (400: this is a
+ * proxy), limits (413), Max-Forwards: 0 on TRACE/OPTIONS (answered here),
+ * else forward. The connection is kept only when the request was read whole,
+ * both sides want keep-alive and the daemon is not stopping.
+ */
+#include "corral/exchange.h"
+#include "corral/config.h"
+#include "corral/forward.h"
+#include "corral/io.h"
+#include "corral/log.h"
+#include "corral/session.h"
+#include "corral/stats.h"
+#include "corral/tunnel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int exchange_write(struct exchange *x, const void *buf, size_t len)
+{
+	if (io_write_all(x->s->fd, buf, len, x->cfg->client_timeout_ms) < 0)
+		return -1;
+	x->bytes_out += len;
+	stats_add(STAT_bytes_to_clients_total, (int64_t)len);
+	return 0;
+}
+
+int exchange_reply(struct exchange *x, int status, const char *extra,
+                   const char *ctype, const char *body, size_t len)
+{
+	char head[2048], type[256] = "";
+	if (!x->req.keep_alive || session_stopping())
+		x->close_after = 1;
+	if (ctype)
+		snprintf(type, sizeof type, "Content-Type: %s\r\n", ctype);
+	int n = snprintf(head, sizeof head,
+	                 "HTTP/1.1 %d %s\r\n%s%sContent-Length: %zu\r\n%s%s\r\n",
+	                 status, http_reason(status), extra ? extra : "", type, len,
+	                 x->cfg->via ? "Via: 1.1 corral\r\n" : "",
+	                 x->close_after ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof head)
+		return -1;
+	x->status = status;
+	snprintf(x->mime, sizeof x->mime, "%s", ctype ? ctype : "-");
+	if (exchange_write(x, head, (size_t)n) < 0)
+		return -1;
+	if (strcmp(x->req.method, "HEAD") != 0 && len > 0 && exchange_write(x, body, len) < 0)
+		return -1;
+	return 0;
+}
+
+void exchange_error(struct exchange *x, int status, const char *why)
+{
+	char body[1024];
+	int n = snprintf(body, sizeof body, "%d %s\n%s\n", status, http_reason(status), why);
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = (int)strlen(body);
+	x->close_after = 1;
+	if (x->result == NULL)
+		x->result = "NONE_NONE";
+	if (x->hierarchy == NULL)
+		x->hierarchy = "HIER_NONE";
+	log_info("%s %s %s: %d %s", x->s->peer_text, x->req.method[0] ? x->req.method : "-",
+	         x->req.url ? x->req.url : "-", status, why);
+	exchange_reply(x, status, NULL, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* TRACE or OPTIONS with Max-Forwards: 0 — this hop answers. */
+static void answer_locally(struct exchange *x)
+{
+	const struct request *r = &x->req;
+	x->result = "TCP_MISS";
+	x->hierarchy = "HIER_NONE";
+	if (strcmp(r->method, "OPTIONS") == 0) {
+		exchange_reply(x, 200,
+		               "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT\r\n",
+		               "text/plain", "", 0);
+		return;
+	}
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add_printf(b, "%s %s HTTP/%d.%d\r\n", r->method, r->url, r->http_major,
+	                    r->http_minor);
+	for (int i = 0; i < r->headers.n; i++)
+		evbuffer_add_printf(b, "%s: %s\r\n", r->headers.v[i].name, r->headers.v[i].value);
+	evbuffer_add(b, "\r\n", 2);
+	size_t len = evbuffer_get_length(b);
+	exchange_reply(x, 200, NULL, "message/http", (const char *)evbuffer_pullup(b, -1), len);
+	evbuffer_free(b);
+}
+
+static void dispatch(struct exchange *x)
+{
+	struct request *r = &x->req;
+	if (x->s->denied) {
+		stats_inc(STAT_requests_denied_total);
+		x->result = "TCP_DENIED";
+		exchange_error(x, 403, "your address is not allowed to use this proxy");
+		return;
+	}
+	if (strcmp(r->method, "CONNECT") == 0) {
+		tunnel_run(x);
+		return;
+	}
+	if (r->url[0] == '/' || r->url[0] == '*') {
+		stats_inc(STAT_requests_bad_total);
+		exchange_error(x, 400, "this is a proxy: send the absolute URL as the request "
+		               "target (GET http://host/path HTTP/1.1), or set it as your HTTP proxy");
+		return;
+	}
+	if (url_parse(r->url, &x->url) < 0) {
+		stats_inc(STAT_requests_bad_total);
+		exchange_error(x, 400, "the request target is not an http:// or https:// URL "
+		               "this proxy can fetch");
+		return;
+	}
+	if (x->cfg->max_request_body && r->content_length > 0 &&
+	    (uint64_t)r->content_length > x->cfg->max_request_body) {
+		stats_inc(STAT_requests_too_large_total);
+		exchange_error(x, 413, "the request body is larger than max_request_body");
+		return;
+	}
+	const char *mf = headers_get(&r->headers, "Max-Forwards");
+	if (mf && (strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "OPTIONS") == 0) &&
+	    strtol(mf, NULL, 10) <= 0) {
+		answer_locally(x);
+		return;
+	}
+	forward_run(x);
+}
+
+static void log_exchange(struct exchange *x)
+{
+	char version[16];
+	snprintf(version, sizeof version, "HTTP/%d.%d", x->req.http_major, x->req.http_minor);
+	struct access_record rec = {
+		.start_ms = x->start_ms,
+		.elapsed_ms = mono_ms() - x->start_mono,
+		.client = x->s->peer_text,
+		.result = x->result ? x->result : "NONE_NONE",
+		.status = x->status,
+		.bytes = x->bytes_out,
+		.method = x->req.method[0] ? x->req.method : "NONE",
+		.url = x->req.url ? x->req.url : "-",
+		.hierarchy = x->hierarchy ? x->hierarchy : "HIER_NONE",
+		.upstream = x->upstream,
+		.mime = x->mime,
+		.http_version = version,
+		.referer = headers_get(&x->req.headers, "Referer"),
+		.user_agent = headers_get(&x->req.headers, "User-Agent"),
+	};
+	log_access(&rec);
+}
+
+void exchange_run(void *arg)
+{
+	struct session *s = arg;
+	for (;;) {
+		struct exchange x = { .s = s };
+		x.cfg = config_get();
+		x.start_ms = log_now_ms();
+		x.start_mono = mono_ms();
+		request_init(&x.req, s, x.cfg);
+		enum request_read_result rr = request_read_head(&x.req);
+		if (rr == REQUEST_CLOSED) {
+			request_free(&x.req);
+			config_put(x.cfg);
+			session_close(s);
+			return;
+		}
+		stats_inc(STAT_requests_total);
+		s->nrequests++;
+		if (rr == REQUEST_ERROR) {
+			if (x.req.error_status) {
+				stats_inc(x.req.error_status == 400 || x.req.error_status == 408
+				          ? STAT_requests_bad_total : STAT_requests_too_large_total);
+				exchange_error(&x, x.req.error_status, x.req.error_text
+				               ? x.req.error_text : "malformed request");
+				log_exchange(&x);
+			}
+			x.close_after = 1;
+		} else {
+			dispatch(&x);
+			if (x.handed_off) {
+				request_free(&x.req);
+				config_put(x.cfg);
+				return;
+			}
+			log_exchange(&x);
+		}
+		int keep = !x.close_after && x.req.keep_alive && x.req.message_complete &&
+		           !session_stopping();
+		request_free(&x.req);
+		config_put(x.cfg);
+		if (!keep) {
+			session_close(s);
+			return;
+		}
+		if (evbuffer_get_length(s->in) == 0) {
+			session_park(s);
+			return;
+		}
+	}
+}

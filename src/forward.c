@@ -1,0 +1,348 @@
+/*
+ * forward.c — the pass-through path: one libcurl transfer run on the worker
+ * that holds the client's session, in plain sequential code.
+ *
+ * Request: the client's method, target (as-is) and end-to-end headers in
+ * their order; hop-by-hop headers dropped; curl's own additions suppressed
+ * (Accept, Expect); the body streamed from the client socket by curl's read
+ * callback as curl asks for it (Content-Length kept, chunked when the length
+ * is unknown). Response: the head is read as raw lines by the header callback
+ * and re-emitted when complete — status, reason, headers in order with
+ * repeats, hop-by-hop removed, Via added, framing redone: Content-Length kept,
+ * else chunked for HTTP/1.1 clients, else close-delimited. The body is written
+ * to the client from the write callback, so memory stays at curl's buffer
+ * size whatever the length. A failure before the head is an error answer
+ * (502/504/403); after it, the response is cut short visibly (connection
+ * closed, no last chunk).
+ */
+#include "corral/forward.h"
+#include "corral/io.h"
+#include "corral/config.h"
+#include "corral/exchange.h"
+#include "corral/log.h"
+#include "corral/session.h"
+#include "corral/stats.h"
+#include "corral/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+
+struct fwd {
+	struct exchange *x;
+	struct http_headers head;   /* the response head being read */
+	int status;
+	char reason[128];
+	int in_head;                /* a status line was seen, blank line not yet */
+	int head_sent;              /* the final head went to the client */
+	int no_body;                /* HEAD, 1xx, 204, 304 */
+	int chunked_out;            /* we chunk the body to the client */
+	int client_failed;          /* writing to or reading from the client failed */
+};
+
+/* "Name: value" for curl's header list; an empty value needs "Name;". */
+static struct curl_slist *slist_add(struct curl_slist *l, const char *name, const char *value)
+{
+	char line[8192];
+	if (*value)
+		snprintf(line, sizeof line, "%s: %s", name, value);
+	else
+		snprintf(line, sizeof line, "%s;", name);
+	struct curl_slist *n = curl_slist_append(l, line);
+	if (n == NULL) {
+		curl_slist_free_all(l);
+		return NULL;
+	}
+	return n;
+}
+
+static struct curl_slist *request_headers(struct exchange *x, int *ok)
+{
+	const struct request *r = &x->req;
+	struct curl_slist *l = NULL;
+	int has_accept = 0;
+	int max_fwd_method = strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "OPTIONS") == 0;
+	*ok = 0;
+	for (int i = 0; i < r->headers.n; i++) {
+		const char *name = r->headers.v[i].name, *value = r->headers.v[i].value;
+		if (http_is_hop_by_hop(&r->headers, name) || strcasecmp(name, "Host") == 0 ||
+		    strcasecmp(name, "Expect") == 0 ||
+		    (r->has_body && strcasecmp(name, "Content-Length") == 0))
+			continue;
+		if (strcasecmp(name, "Accept") == 0)
+			has_accept = 1;
+		if (max_fwd_method && strcasecmp(name, "Max-Forwards") == 0) {
+			char dec[24];
+			long v = strtol(value, NULL, 10);
+			snprintf(dec, sizeof dec, "%ld", v > 0 ? v - 1 : 0);
+			value = dec;
+			if ((l = slist_add(l, name, value)) == NULL)
+				return NULL;
+			continue;
+		}
+		if ((l = slist_add(l, name, value)) == NULL)
+			return NULL;
+	}
+	if (x->cfg->via && (l = slist_add(l, "Via", "1.1 corral")) == NULL)
+		return NULL;
+	if (!has_accept && (l = curl_slist_append(l, "Accept:")) == NULL)
+		return NULL;
+	if ((l = curl_slist_append(l, "Expect:")) == NULL)
+		return NULL;
+	*ok = 1;
+	return l;
+}
+
+static size_t read_body(char *buf, size_t size, size_t n, void *ud)
+{
+	struct fwd *f = ud;
+	struct exchange *x = f->x;
+	ssize_t got = request_read_body(&x->req, buf, size * n);
+	if (got < 0) {
+		f->client_failed = 1;
+		return CURL_READFUNC_ABORT;
+	}
+	if (x->cfg->max_request_body && x->req.body_read > x->cfg->max_request_body) {
+		f->client_failed = 1;
+		return CURL_READFUNC_ABORT;
+	}
+	return (size_t)got;
+}
+
+/* Send the final response head to the client. Returns 0 or -1. */
+static int send_head(struct fwd *f)
+{
+	struct exchange *x = f->x;
+	const struct request *r = &x->req;
+	struct evbuffer *out = evbuffer_new();
+	if (out == NULL)
+		return -1;
+	const char *te = headers_get(&f->head, "Transfer-Encoding");
+	const char *cl = te ? NULL : headers_get(&f->head, "Content-Length");
+	const char *ctype = headers_get(&f->head, "Content-Type");
+	snprintf(x->mime, sizeof x->mime, "%s", ctype ? ctype : "-");
+	for (char *p = x->mime; *p; p++)
+		if (*p == ' ' || *p == ';') {
+			*p = '\0';
+			break;
+		}
+
+	f->no_body = strcmp(r->method, "HEAD") == 0 || f->status < 200 ||
+	             f->status == 204 || f->status == 304;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", f->status, f->reason);
+	for (int i = 0; i < f->head.n; i++) {
+		const char *name = f->head.v[i].name;
+		if (http_is_hop_by_hop(&f->head, name))
+			continue;
+		if (te && strcasecmp(name, "Content-Length") == 0)
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", name, f->head.v[i].value);
+	}
+	if (!f->no_body && cl == NULL) {
+		if (r->http_major == 1 && r->http_minor >= 1) {
+			f->chunked_out = 1;
+			evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+		} else {
+			x->close_after = 1; /* close-delimited for HTTP/1.0 */
+		}
+	}
+	if (x->cfg->via)
+		evbuffer_add_printf(out, "Via: 1.1 corral\r\n");
+	if (!r->keep_alive || session_stopping())
+		x->close_after = 1;
+	if (x->close_after)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (r->http_minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+	size_t len = evbuffer_get_length(out);
+	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
+	evbuffer_free(out);
+	x->status = f->status;
+	f->head_sent = 1;
+	return rc;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+	struct fwd *f = ud;
+	size_t len = size * n;
+	size_t l = len;
+	while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == '\n'))
+		l--;
+	if (f->head_sent)
+		return len; /* trailers: dropped */
+	if (l >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		headers_free(&f->head);
+		f->in_head = 1;
+		const char *sp = memchr(buf, ' ', l);
+		f->status = sp ? atoi(sp + 1) : 0;
+		const char *rs = sp ? memchr(sp + 1, ' ', l - (size_t)(sp + 1 - buf)) : NULL;
+		size_t rlen = rs ? l - (size_t)(rs + 1 - buf) : 0;
+		if (rlen >= sizeof f->reason)
+			rlen = sizeof f->reason - 1;
+		if (rs)
+			memcpy(f->reason, rs + 1, rlen);
+		f->reason[rlen] = '\0';
+		if (rlen == 0)
+			snprintf(f->reason, sizeof f->reason, "%s", http_reason(f->status));
+		return len;
+	}
+	if (!f->in_head)
+		return len;
+	if (l == 0) {
+		f->in_head = 0;
+		if (f->status >= 100 && f->status < 200) {
+			/* interim: pass 1xx on to HTTP/1.1 clients, except 100 (we
+			 * answered Expect ourselves) and 101 (no upgrades) */
+			const struct request *r = &f->x->req;
+			if (f->status != 100 && f->status != 101 && r->http_minor >= 1) {
+				char line[160];
+				int m = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n\r\n",
+				                 f->status, f->reason);
+				if (exchange_write(f->x, line, (size_t)m) < 0) {
+					f->client_failed = 1;
+					return 0;
+				}
+			}
+			return len;
+		}
+		if (send_head(f) < 0) {
+			f->client_failed = 1;
+			return 0;
+		}
+		return len;
+	}
+	if ((buf[0] == ' ' || buf[0] == '\t') && f->head.n > 0) {
+		/* obsolete line folding: join to the previous value */
+		struct http_header *last = &f->head.v[f->head.n - 1];
+		size_t old = strlen(last->value);
+		char *v = realloc(last->value, old + l + 1);
+		if (v == NULL)
+			return 0;
+		v[old] = ' ';
+		memcpy(v + old + 1, buf + 1, l - 1);
+		v[old + l] = '\0';
+		last->value = v;
+		return len;
+	}
+	const char *colon = memchr(buf, ':', l);
+	if (colon == NULL || colon == buf)
+		return len; /* not a header line: drop it */
+	if (headers_add(&f->head, buf, (size_t)(colon - buf), colon + 1,
+	                l - (size_t)(colon + 1 - buf)) < 0)
+		return 0;
+	return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *ud)
+{
+	struct fwd *f = ud;
+	size_t len = size * n;
+	if (!f->head_sent || f->no_body || len == 0)
+		return len;
+	struct exchange *x = f->x;
+	if (f->chunked_out) {
+		char pre[24];
+		int m = snprintf(pre, sizeof pre, "%zx\r\n", len);
+		struct iovec v[3] = {
+			{ .iov_base = pre, .iov_len = (size_t)m },
+			{ .iov_base = buf, .iov_len = len },
+			{ .iov_base = "\r\n", .iov_len = 2 },
+		};
+		if (io_writev_all(x->s->fd, v, 3, x->cfg->client_timeout_ms) < 0) {
+			f->client_failed = 1;
+			return 0;
+		}
+		x->bytes_out += (uint64_t)m + len + 2;
+		stats_add(STAT_bytes_to_clients_total, (int64_t)(m + len + 2));
+		return len;
+	}
+	if (exchange_write(x, buf, len) < 0) {
+		f->client_failed = 1;
+		return 0;
+	}
+	return len;
+}
+
+void forward_run(struct exchange *x)
+{
+	struct request *r = &x->req;
+	struct fwd f = { .x = x };
+	struct upstream_ctx u;
+	headers_init(&f.head);
+	x->result = "TCP_MISS";
+	x->hierarchy = "HIER_DIRECT";
+
+	CURL *h = upstream_easy(x->cfg, &u);
+	int ok = 0;
+	struct curl_slist *hdrs = h ? request_headers(x, &ok) : NULL;
+	if (h == NULL || !ok) {
+		if (h)
+			curl_easy_cleanup(h);
+		exchange_error(x, 500, "out of memory");
+		headers_free(&f.head);
+		return;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, r->url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	if (strcmp(r->method, "HEAD") == 0)
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	else if (strcmp(r->method, "GET") != 0 || r->has_body)
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+	if (r->has_body) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+		curl_easy_setopt(h, CURLOPT_READDATA, &f);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+		                 (curl_off_t)(r->chunked ? -1 : r->content_length));
+	}
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &f);
+
+	stats_inc(STAT_upstream_requests_total);
+	CURLcode rc = curl_easy_perform(h);
+
+	char *ip = NULL;
+	if (curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip)
+		snprintf(x->upstream, sizeof x->upstream, "%s", ip);
+
+	if (rc == CURLE_OK && f.head_sent) {
+		if (f.chunked_out && exchange_write(x, "0\r\n\r\n", 5) < 0)
+			x->close_after = 1;
+	} else if (f.head_sent) {
+		/* cut short after the head: the client must see it, so close
+		 * without the last chunk */
+		x->close_after = 1;
+		if (!f.client_failed) {
+			stats_inc(STAT_upstream_truncated_total);
+			log_warn("%s: upstream response cut short: %s", r->url,
+			         u.errbuf[0] ? u.errbuf : curl_easy_strerror(rc));
+		}
+	} else if (f.client_failed) {
+		x->close_after = 1;
+		x->status = 0;
+		x->result = "TCP_MISS_ABORTED";
+	} else {
+		char why[512];
+		int status = upstream_failure(h, rc, &u, x->url.host, x->url.port, why, sizeof why);
+		x->hierarchy = "HIER_NONE";
+		x->upstream[0] = '\0';
+		if (status == 403) {
+			stats_inc(STAT_requests_destination_denied_total);
+			x->result = "TCP_DENIED";
+		} else {
+			stats_inc(status == 504 ? STAT_upstream_timeouts_total : STAT_upstream_errors_total);
+		}
+		exchange_error(x, status, why);
+	}
+	if (!r->message_complete)
+		x->close_after = 1;
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	headers_free(&f.head);
+}

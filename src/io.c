@@ -1,0 +1,62 @@
+/*
+ * io.c — blocking socket I/O with deadlines (see io.h).
+ */
+#include "corral/io.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+int io_wait(int fd, short events, int64_t timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	for (;;) {
+		int n = poll(&p, 1, timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		return 1;
+	}
+}
+
+int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
+{
+	while (iovcnt > 0) {
+		if (iov->iov_len == 0) {
+			iov++;
+			iovcnt--;
+			continue;
+		}
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+		ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -1;
+			if (io_wait(fd, POLLOUT, timeout_ms) != 1)
+				return -1;
+			continue;
+		}
+		size_t done = (size_t)n;
+		while (iovcnt > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
+	}
+	return 0;
+}
+
+int io_write_all(int fd, const void *buf, size_t len, int64_t timeout_ms)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	return io_writev_all(fd, &v, 1, timeout_ms);
+}

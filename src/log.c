@@ -1,0 +1,160 @@
+/*
+ * log.c — error log to stderr, access log in Squid or combined format.
+ *
+ * Rules (see log.h): one write(2) per line, no lock held while writing. The
+ * settings are atomics written by the main thread (log_configure, log_reopen)
+ * and read by any thread. The access log file keeps one descriptor number for
+ * the life of the process (file_fd): a reopen or a new path dup2()s onto it,
+ * so a writer on another thread never writes to a closed descriptor.
+ */
+#include "corral/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int level = LOG_LEVEL_INFO;
+static _Atomic int format = LOG_FORMAT_SQUID;
+static _Atomic int access_fd = 1;   /* -1 off, 1 stdout, or file_fd */
+static int file_fd = -1;            /* main thread only */
+static char file_path[4096];        /* main thread only */
+
+int64_t log_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	if ((int)lvl > atomic_load_explicit(&level, memory_order_relaxed))
+		return;
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ corrald[%d] %s: ",
+	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(),
+	                 level_names[lvl]);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	if (len > sizeof line - 2)
+		len = sizeof line - 2;
+	line[len++] = '\n';
+	write_all(2, line, len);
+}
+
+static int open_access_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_error("cannot open access log %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (file_fd < 0) {
+		file_fd = fd;
+	} else {
+		dup2(fd, file_fd);
+		close(fd);
+	}
+	return 0;
+}
+
+int log_configure(const struct config *c)
+{
+	atomic_store(&level, c->log_level);
+	atomic_store(&format, c->log_format);
+	if (strcmp(c->access_log, "-") == 0) {
+		atomic_store(&access_fd, 1);
+	} else if (c->access_log[0] == '\0') {
+		atomic_store(&access_fd, -1);
+	} else {
+		if (open_access_file(c->access_log) < 0)
+			return -1;
+		snprintf(file_path, sizeof file_path, "%s", c->access_log);
+		atomic_store(&access_fd, file_fd);
+	}
+	return 0;
+}
+
+void log_reopen(void)
+{
+	if (atomic_load(&access_fd) == file_fd && file_fd >= 0) {
+		if (open_access_file(file_path) == 0)
+			log_info("reopened access log %s", file_path);
+	}
+}
+
+static const char *dash(const char *s)
+{
+	return (s && *s) ? s : "-";
+}
+
+void log_access(const struct access_record *r)
+{
+	int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+	if (fd < 0)
+		return;
+	char line[8192];
+	int n;
+	if (atomic_load_explicit(&format, memory_order_relaxed) == LOG_FORMAT_COMBINED) {
+		char date[64];
+		struct tm tm;
+		time_t t = (time_t)(r->start_ms / 1000);
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+		n = snprintf(line, sizeof line,
+		             "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" %lld %s %s/%s\n",
+		             r->client, date, r->method, r->url, dash(r->http_version),
+		             r->status, (unsigned long long)r->bytes, dash(r->referer),
+		             dash(r->user_agent), (long long)r->elapsed_ms, r->result,
+		             r->hierarchy, dash(r->upstream));
+	} else {
+		n = snprintf(line, sizeof line,
+		             "%lld.%03lld %6lld %s %s/%03d %llu %s %s - %s/%s %s\n",
+		             (long long)(r->start_ms / 1000), (long long)(r->start_ms % 1000),
+		             (long long)r->elapsed_ms, r->client, r->result, r->status,
+		             (unsigned long long)r->bytes, r->method, r->url,
+		             r->hierarchy, dash(r->upstream), dash(r->mime));
+	}
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line) {
+		n = sizeof line - 1;
+		line[n - 1] = '\n';
+	}
+	write_all(fd, line, (size_t)n);
+}

@@ -1,0 +1,227 @@
+/*
+ * tunnel.c — CONNECT tunnels.
+ *
+ * The worker connects upstream with a libcurl CONNECT_ONLY transfer (so a
+ * tunnel gets the same DNS cache, timeouts, destination filter and parent
+ * proxy as any request), takes a dup of the connected socket, answers
+ * "200 Connection established" and hands the session and the socket to the
+ * main loop by message (event_base_once). From then on the tunnel belongs to
+ * the main thread: two bufferevents copy bytes each way. Memory is bounded:
+ * a side stops reading while the other side has more than TUNNEL_HIGH bytes
+ * waiting to be written, and resumes when it drains. When one side ends, what
+ * is still queued for the other is flushed, then both close.
+ */
+#include "corral/tunnel.h"
+#include "corral/config.h"
+#include "corral/exchange.h"
+#include "corral/log.h"
+#include "corral/session.h"
+#include "corral/stats.h"
+#include "corral/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/bufferevent.h>
+
+#define TUNNEL_HIGH (256 * 1024)
+
+static struct event_base *loop_base;
+
+struct tunnel {
+	struct session *s;          /* the client side */
+	int upstream_fd;
+	int64_t idle_timeout_ms;
+	/* main thread only, once started */
+	struct bufferevent *client, *upstream;
+	int closing;
+};
+
+void tunnel_init(struct event_base *base)
+{
+	loop_base = base;
+}
+
+static void tunnel_free(struct tunnel *t)
+{
+	if (t->client)
+		bufferevent_free(t->client);   /* not CLOSE_ON_FREE: the session closes it */
+	if (t->upstream)
+		bufferevent_free(t->upstream); /* CLOSE_ON_FREE */
+	else if (t->upstream_fd >= 0)
+		close(t->upstream_fd);
+	session_close(t->s);
+	stats_add(STAT_tunnels_active, -1);
+	free(t);
+}
+
+static struct bufferevent *partner(struct tunnel *t, struct bufferevent *b)
+{
+	return b == t->client ? t->upstream : t->client;
+}
+
+static void on_read(struct bufferevent *b, void *arg)
+{
+	struct tunnel *t = arg;
+	struct bufferevent *other = partner(t, b);
+	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
+	if (evbuffer_get_length(bufferevent_get_output(other)) >= TUNNEL_HIGH) {
+		bufferevent_disable(b, EV_READ);
+		bufferevent_setwatermark(other, EV_WRITE, TUNNEL_HIGH / 2, 0);
+	}
+}
+
+static void on_drained(struct bufferevent *b, void *arg)
+{
+	struct tunnel *t = arg;
+	if (t->closing) {
+		tunnel_free(t);
+		return;
+	}
+	bufferevent_setwatermark(b, EV_WRITE, 0, 0);
+	bufferevent_enable(partner(t, b), EV_READ);
+}
+
+static void on_event(struct bufferevent *b, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	(void)what;
+	struct bufferevent *other = partner(t, b);
+	/* move what was read before the end, then flush it and close */
+	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
+	bufferevent_disable(b, EV_READ | EV_WRITE);
+	if (!(what & BEV_EVENT_ERROR) && !(what & BEV_EVENT_TIMEOUT) &&
+	    evbuffer_get_length(bufferevent_get_output(other)) > 0) {
+		t->closing = 1;
+		bufferevent_disable(other, EV_READ);
+		bufferevent_setwatermark(other, EV_WRITE, 0, 0);
+		return;
+	}
+	tunnel_free(t);
+}
+
+static void on_start(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct tunnel *t = arg;
+	if (session_stopping()) {
+		tunnel_free(t);
+		return;
+	}
+	t->client = bufferevent_socket_new(loop_base, t->s->fd, 0);
+	t->upstream = bufferevent_socket_new(loop_base, t->upstream_fd, BEV_OPT_CLOSE_ON_FREE);
+	if (t->client == NULL || t->upstream == NULL) {
+		tunnel_free(t);
+		return;
+	}
+	/* bytes the client sent after the CONNECT head go upstream first */
+	evbuffer_add_buffer(bufferevent_get_output(t->upstream), t->s->in);
+	struct timeval idle = { .tv_sec = t->idle_timeout_ms / 1000,
+	                        .tv_usec = (t->idle_timeout_ms % 1000) * 1000 };
+	bufferevent_set_timeouts(t->client, &idle, NULL);
+	bufferevent_set_timeouts(t->upstream, &idle, NULL);
+	bufferevent_setcb(t->client, on_read, on_drained, on_event, t);
+	bufferevent_setcb(t->upstream, on_read, on_drained, on_event, t);
+	bufferevent_enable(t->client, EV_READ | EV_WRITE);
+	bufferevent_enable(t->upstream, EV_READ | EV_WRITE);
+}
+
+static int port_allowed(const struct config *c, int port)
+{
+	if (c->connect_any_port)
+		return 1;
+	for (int i = 0; i < c->n_connect_ports; i++)
+		if (c->connect_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+void tunnel_run(struct exchange *x)
+{
+	char host[256], url[320], why[512];
+	int port;
+	x->result = "TCP_TUNNEL";
+	x->hierarchy = "HIER_DIRECT";
+	if (url_parse_authority(x->req.url, host, sizeof host, &port) < 0) {
+		stats_inc(STAT_requests_bad_total);
+		x->result = NULL;
+		exchange_error(x, 400, "CONNECT needs a host:port target");
+		return;
+	}
+	snprintf(x->url.host, sizeof x->url.host, "%s", host);
+	x->url.port = port;
+	if (!port_allowed(x->cfg, port)) {
+		stats_inc(STAT_requests_destination_denied_total);
+		x->result = "TCP_DENIED";
+		snprintf(why, sizeof why, "CONNECT to port %d is not allowed (connect_ports)", port);
+		exchange_error(x, 403, why);
+		return;
+	}
+	struct upstream_ctx u;
+	CURL *h = upstream_easy(x->cfg, &u);
+	if (h == NULL) {
+		exchange_error(x, 500, "out of memory");
+		return;
+	}
+	int v6 = strchr(host, ':') != NULL;
+	snprintf(url, sizeof url, "http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+	if (x->cfg->parent[0])
+		curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+	CURLcode rc = curl_easy_perform(h);
+	curl_socket_t sock = CURL_SOCKET_BAD;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);
+	if (rc != CURLE_OK || sock == CURL_SOCKET_BAD) {
+		int status = upstream_failure(h, rc, &u, host, port, why, sizeof why);
+		curl_easy_cleanup(h);
+		x->hierarchy = "HIER_NONE";
+		x->result = status == 403 ? "TCP_DENIED" : "TCP_TUNNEL";
+		stats_inc(status == 403 ? STAT_requests_destination_denied_total
+		          : status == 504 ? STAT_upstream_timeouts_total : STAT_upstream_errors_total);
+		exchange_error(x, status, why);
+		return;
+	}
+	char *ip = NULL;
+	if (curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
+		snprintf(x->upstream, sizeof x->upstream, "%s", ip);
+	int fd = dup(sock);
+	curl_easy_cleanup(h);
+	struct tunnel *t = fd >= 0 ? calloc(1, sizeof *t) : NULL;
+	if (t == NULL) {
+		if (fd >= 0)
+			close(fd);
+		exchange_error(x, 500, "out of resources for a tunnel");
+		return;
+	}
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	x->status = 200;
+	if (exchange_write(x, ok, sizeof ok - 1) < 0) {
+		close(fd);
+		free(t);
+		x->close_after = 1;
+		return;
+	}
+	stats_inc(STAT_tunnels_total);
+	stats_inc(STAT_tunnels_active);
+	t->s = x->s;
+	t->upstream_fd = fd;
+	t->idle_timeout_ms = x->cfg->upstream_timeout_ms;
+	/* log now: the session leaves this thread */
+	struct access_record rec = {
+		.start_ms = x->start_ms, .elapsed_ms = mono_ms() - x->start_mono,
+		.client = x->s->peer_text, .result = "TCP_TUNNEL", .status = 200,
+		.bytes = x->bytes_out, .method = "CONNECT", .url = x->req.url,
+		.hierarchy = "HIER_DIRECT", .upstream = x->upstream, .mime = "-",
+		.http_version = "HTTP/1.1",
+		.user_agent = headers_get(&x->req.headers, "User-Agent"),
+	};
+	log_access(&rec);
+	x->handed_off = 1;
+	static const struct timeval now = { 0, 0 };
+	if (event_base_once(loop_base, -1, EV_TIMEOUT, on_start, t, &now) < 0)
+		tunnel_free(t);
+}

@@ -1,0 +1,174 @@
+/*
+ * upstream.c — libcurl's global state and the common handle options (see
+ * upstream.h).
+ *
+ * The share object is locked per kind of data (connections, DNS, TLS
+ * sessions) by the mutexes in share_locks; libcurl calls lock/unlock around
+ * its own short critical sections, never across network I/O.
+ */
+#include "corral/upstream.h"
+#include "corral/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static CURLSH *share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *u)
+{
+	(void)h;
+	(void)access;
+	(void)u;
+	pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *u)
+{
+	(void)h;
+	(void)u;
+	pthread_mutex_unlock(&share_locks[data]);
+}
+
+int upstream_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		return -1;
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&share_locks[i], NULL);
+	share = curl_share_init();
+	if (share == NULL)
+		return -1;
+	curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	return 0;
+}
+
+void upstream_cleanup(void)
+{
+	if (share)
+		curl_share_cleanup(share);
+	share = NULL;
+	curl_global_cleanup();
+}
+
+/* Loopback, link-local, unspecified — and their IPv4-mapped forms. */
+static int is_local_address(const struct sockaddr *sa)
+{
+	const unsigned char *a4 = NULL;
+	if (sa->sa_family == AF_INET) {
+		a4 = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			a4 = a6->s6_addr + 12;
+		else
+			return IN6_IS_ADDR_LOOPBACK(a6) || IN6_IS_ADDR_LINKLOCAL(a6) ||
+			       IN6_IS_ADDR_UNSPECIFIED(a6);
+	} else {
+		return 1;
+	}
+	return a4[0] == 127 || a4[0] == 0 || (a4[0] == 169 && a4[1] == 254);
+}
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+                                 struct curl_sockaddr *a)
+{
+	struct upstream_ctx *u = clientp;
+	(void)purpose;
+	if (!u->allow_loopback && is_local_address(&a->addr)) {
+		u->dest_denied = 1;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
+{
+	CURL *h = curl_easy_init();
+	if (h == NULL)
+		return NULL;
+	u->errbuf[0] = '\0';
+	u->dest_denied = 0;
+	/* a parent proxy makes its own decisions about destinations */
+	u->allow_loopback = c->allow_loopback || c->parent[0] != '\0';
+	curl_easy_setopt(h, CURLOPT_SHARE, share);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, u->errbuf);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+	curl_easy_setopt(h, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
+	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+	long stall_s = (long)((c->upstream_timeout_ms + 999) / 1000);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s > 0 ? stall_s : 1L);
+	curl_easy_setopt(h, CURLOPT_PROXY, c->parent); /* "" = none, not the environment's */
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, u);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	if (c->ca_file[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+	return h;
+}
+
+int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
+                     const char *host, int port, char *why, size_t whylen)
+{
+	long oserr = 0;
+	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+	const char *detail = u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
+	if (u->dest_denied) {
+		snprintf(why, whylen, "destination %s is a loopback or link-local address, "
+		         "which this proxy does not connect to", host);
+		return 403;
+	}
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+		snprintf(why, whylen, "DNS lookup failed: cannot resolve host %s", host);
+		return 502;
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		snprintf(why, whylen, "DNS lookup failed for the parent proxy: %s", detail);
+		return 502;
+	case CURLE_COULDNT_CONNECT:
+		if (oserr == ECONNREFUSED)
+			snprintf(why, whylen, "connection refused by %s port %d", host, port);
+		else
+			snprintf(why, whylen, "cannot connect to %s port %d: %s", host, port, detail);
+		return 502;
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(why, whylen, "upstream timeout: %s port %d: %s", host, port, detail);
+		return 504;
+	case CURLE_GOT_NOTHING:
+		snprintf(why, whylen, "%s port %d closed or reset the connection without "
+		         "sending a response", host, port);
+		return 502;
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+		if (oserr == ECONNRESET || oserr == EPIPE)
+			snprintf(why, whylen, "connection reset by %s port %d", host, port);
+		else
+			snprintf(why, whylen, "upstream connection failed: %s", detail);
+		return 502;
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		snprintf(why, whylen, "bad response from %s port %d: invalid HTTP status line "
+		         "or headers (%s)", host, port, detail);
+		return 502;
+	default:
+		snprintf(why, whylen, "upstream failure: %s", detail);
+		return 502;
+	}
+}
