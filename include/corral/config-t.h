@@ -71,7 +71,7 @@ struct config {
 	int64_t upstream_timeout_ms;/* 120s without progress */
 	char parent[1024];          /* "" or a proxy URL for libcurl */
 	int allow_loopback;         /* 0: refuse loopback/link-local destinations */
-	char ca_file[4096];         /* "" or extra CA bundle for https:// upstreams */
+	char ca_file[4096];         /* "" or a CA bundle used instead of the system one */
 
 	/* [cache] */
 	uint64_t cache_memory;      /* 256M */

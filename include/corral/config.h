@@ -37,7 +37,10 @@ int config_parse_cidr(const char *s, struct config_cidr *out);       /* 10.0.0.0
 /* Does `sa` fall inside one of the config's allow CIDRs? */
 int config_client_allowed(const struct config *c, const struct sockaddr *sa);
 
-/* The running config. config_install() takes over the caller's reference. */
+/* The running config. config_install() takes over the caller's reference
+ * and drops the one held on the config it replaces; config_install(NULL) drops
+ * the running config (at exit). config_get() returns NULL before the first
+ * install. config_put(NULL) does nothing. */
 struct config *config_get(void);
 void config_put(struct config *c);
 void config_install(struct config *c);
