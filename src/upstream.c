@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static CURLSH *share;
@@ -92,6 +93,38 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void upstream_touch(struct upstream_ctx *u)
+{
+	u->last_progress_ms = now_ms();
+}
+
+/* libcurl calls this at least once a second while a transfer runs. */
+static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct upstream_ctx *u = clientp;
+	(void)dltotal;
+	(void)ultotal;
+	if (dlnow != u->last_dl || ulnow != u->last_ul) {
+		u->last_dl = dlnow;
+		u->last_ul = ulnow;
+		upstream_touch(u);
+		return 0;
+	}
+	if (now_ms() - u->last_progress_ms >= u->stall_ms) {
+		u->stalled = 1;
+		return 1; /* CURLE_ABORTED_BY_CALLBACK */
+	}
+	return 0;
+}
+
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 {
 	CURL *h = curl_easy_init();
@@ -112,9 +145,16 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-	long stall_s = (long)((c->upstream_timeout_ms + 999) / 1000);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s > 0 ? stall_s : 1L);
+	/* [upstream] timeout is "no byte moved for this long": curl's
+	 * LOW_SPEED_* averages over seconds and overshoots, so the progress
+	 * callback keeps the clock itself. */
+	u->stalled = 0;
+	u->stall_ms = c->upstream_timeout_ms;
+	u->last_dl = u->last_ul = 0;
+	upstream_touch(u);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, u);
 	curl_easy_setopt(h, CURLOPT_PROXY, c->parent); /* "" = none, not the environment's */
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, u);
@@ -134,6 +174,11 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		snprintf(why, whylen, "destination %s is a loopback or link-local address, "
 		         "which this proxy does not connect to", host);
 		return 403;
+	}
+	if (u->stalled) {
+		snprintf(why, whylen, "upstream timeout: %s port %d sent nothing for %lld ms "
+		         "([upstream] timeout)", host, port, (long long)u->stall_ms);
+		return 504;
 	}
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_HOST:

@@ -12,12 +12,18 @@
 #define CORRAL_UPSTREAM_H
 
 #include <curl/curl.h>
+#include <stdint.h>
 #include "corral/config-t.h"
 
-/* Per-transfer facts the common options report back. */
+/* Per-transfer facts the common options report back. Owned by the thread
+ * running the transfer; no lock. */
 struct upstream_ctx {
 	int allow_loopback;
 	int dest_denied;                 /* the filter refused the address */
+	int stalled;                     /* no progress for [upstream] timeout */
+	int64_t stall_ms;                /* that timeout */
+	int64_t last_progress_ms;        /* monotonic time bytes last moved */
+	curl_off_t last_dl, last_ul;     /* byte counts seen then */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -25,6 +31,10 @@ int upstream_init(void);
 void upstream_cleanup(void);
 
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
+
+/* Restart the no-progress clock, e.g. after the transfer was held back on
+ * purpose (a paused fetch is not a stalled origin). */
+void upstream_touch(struct upstream_ctx *u);
 
 /* The status (403, 502 or 504) and a sentence saying why, for a transfer that
  * failed before a response head arrived. */
