@@ -31,6 +31,16 @@ int exchange_write(struct exchange *x, const void *buf, size_t len)
 	return 0;
 }
 
+void exchange_set_mime(struct exchange *x, const char *ctype)
+{
+	/* the media type alone, as Squid logs it */
+	size_t n = ctype ? strcspn(ctype, " ;\t") : 0;
+	if (n == 0)
+		snprintf(x->mime, sizeof x->mime, "-");
+	else
+		snprintf(x->mime, sizeof x->mime, "%.*s", (int)n, ctype);
+}
+
 int exchange_reply(struct exchange *x, int status, const char *extra,
                    const char *ctype, const char *body, size_t len)
 {
@@ -47,7 +57,7 @@ int exchange_reply(struct exchange *x, int status, const char *extra,
 	if (n < 0 || (size_t)n >= sizeof head)
 		return -1;
 	x->status = status;
-	snprintf(x->mime, sizeof x->mime, "%s", ctype ? ctype : "-");
+	exchange_set_mime(x, ctype);
 	if (exchange_write(x, head, (size_t)n) < 0)
 		return -1;
 	if (strcmp(x->req.method, "HEAD") != 0 && len > 0 && exchange_write(x, body, len) < 0)

@@ -122,12 +122,7 @@ static int send_head(struct fwd *f)
 	const char *te = headers_get(&f->head, "Transfer-Encoding");
 	const char *cl = te ? NULL : headers_get(&f->head, "Content-Length");
 	const char *ctype = headers_get(&f->head, "Content-Type");
-	snprintf(x->mime, sizeof x->mime, "%s", ctype ? ctype : "-");
-	for (char *p = x->mime; *p; p++)
-		if (*p == ' ' || *p == ';') {
-			*p = '\0';
-			break;
-		}
+	exchange_set_mime(x, ctype);
 
 	f->no_body = strcmp(r->method, "HEAD") == 0 || f->status < 200 ||
 	             f->status == 204 || f->status == 304;

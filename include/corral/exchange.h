@@ -38,6 +38,9 @@ void exchange_run(void *session);
 /* Write to the client, counting bytes. Returns 0 or -1 (client gone). */
 int exchange_write(struct exchange *x, const void *buf, size_t len);
 
+/* Record a Content-Type for the access log: the media type alone, or "-". */
+void exchange_set_mime(struct exchange *x, const char *ctype);
+
 /* A response made by corral itself; `extra` holds header lines ending in
  * CRLF, or NULL. The connection closes after it when close_after is set. */
 int exchange_reply(struct exchange *x, int status, const char *extra,
