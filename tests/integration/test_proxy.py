@@ -1,0 +1,530 @@
+"""corral as a forward proxy: relaying, methods, bodies, headers, framing,
+keep-alive, Max-Forwards, a 1 GiB stream with flat memory, CONNECT."""
+
+import hashlib
+import os
+import threading
+
+import pytest
+
+import origin as o
+from conftest import SANITIZE, assert_serves, free_port, raw_request, raw_requests
+from conftest import absolute_request as request
+
+NO_STORE = ("Cache-Control", "no-store")
+
+
+def split_curl_i(out):
+    """curl -i output → (status line, header lines, body)."""
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return lines[0], lines[1:], body
+
+
+def via_tokens(headers):
+    """The Via entries in order, whether sent as repeated lines or comma lists."""
+    vals = [v for (n, v) in headers if n.lower() == "via"]
+    return [t.strip() for v in vals for t in v.split(",") if t.strip()]
+
+
+def is_corral_via(token):
+    return token == "1.1 corral" or token.startswith("1.1 corral ")
+
+
+# -- 1. GET relayed ------------------------------------------------------------------
+
+
+def test_get_via_curl(corral, origin):
+    body = b"hello from the origin\n" * 50
+    url = origin.route("/x", o.fixed(body=body, headers=[("Content-Type", "text/plain"),
+                                                         ("X-Origin", "yes")]))
+    c = corral()
+    rc, out, err = c.curl("-i", url)
+    assert rc == 0, err
+    status, headers, got = split_curl_i(out)
+    assert status.startswith("HTTP/1.1 200"), status
+    assert "x-origin: yes" in [h.lower() for h in headers]
+    assert got == body
+    assert origin.count("/x") == 1
+
+
+@pytest.mark.parametrize("status,reason", [(404, "Not Found"), (410, "Gone"),
+                                           (503, "Service Unavailable")])
+def test_status_and_body_relayed_via_curl(corral, origin, status, reason):
+    body = ("origin says %d" % status).encode()
+    url = origin.url + "/s%d" % status
+    if status != 404:  # 404 comes from the origin's "no route" answer
+        origin.route("/s%d" % status, o.fixed(status, reason, body=body,
+                                             headers=[("Content-Type", "text/plain")]))
+    else:
+        body = b"no route for /s404"
+    c = corral()
+    rc, out, err = c.curl("-i", url)
+    assert rc == 0, err
+    line, _, got = split_curl_i(out)
+    assert line.split(" ", 2)[1] == str(status), line
+    assert got == body
+    assert origin.count("/s%d" % status) == 1
+
+
+def test_get_absolute_form_raw(corral, origin):
+    origin.route("/x", o.fixed(201, "Created", body=b"made it",
+                               headers=[("Content-Type", "text/plain"), NO_STORE]))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/x"))
+    assert r.status == 201
+    assert r.body == b"made it"
+    req = origin.last("/x")
+    assert req.method == "GET"
+    assert req.target == "/x", "the origin must get origin-form, got %r" % req.target
+    assert req.header("host") == "127.0.0.1:%d" % origin.port
+
+
+# -- 2. methods and request bodies -----------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                                    "PROPFIND"])
+def test_every_method_forwarded(corral, origin, method):
+    origin.route("/m", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/m?q=1&b=%20x", method=method))
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["method"] == method
+    assert seen["target"] == "/m?q=1&b=%20x", "target must be forwarded as-is"
+    assert seen["body_length"] == 0
+    assert origin.count("/m") == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_request_body_content_length(corral, origin, method):
+    origin.route("/up", o.echo())
+    body = os.urandom(100_000)
+    c = corral()
+    r = raw_request(c.port, request(origin, "/up", method, [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(len(body)))], body))
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["method"] == method
+    assert seen["framing"] == "content-length"
+    assert seen["body_length"] == len(body)
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert origin.last("/up").header("content-length") == str(len(body))
+
+
+def test_request_body_chunked(corral, origin):
+    origin.route("/up", o.echo())
+    parts = [b"first part ", os.urandom(5000), b"", b"last part"]
+    body = b"".join(parts)
+    c = corral()
+    with c.client() as cl:
+        cl.send(request(origin, "/up", "POST", [("Content-Type", "application/octet-stream"),
+                                                ("Transfer-Encoding", "chunked")]))
+        for p in parts:  # each chunk in its own write
+            if p:
+                cl.send(b"%x\r\n" % len(p) + p + b"\r\n")
+        cl.send(b"0\r\n\r\n")
+        r = cl.read_response("POST")
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["framing"] == "chunked", "length unknown up front: the origin gets chunked"
+    assert seen["body_length"] == len(body)
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_large_request_body_streams_through(corral, origin):
+    origin.route("/big-up", o.echo())
+    size = 32 << 20
+    pattern = o.make_pattern()
+    c = corral()
+    with c.client(timeout=60) as cl:
+        cl.send(request(origin, "/big-up", "PUT", [("Content-Length", str(size))]))
+        t = threading.Thread(target=lambda: [cl.sock.sendall(b)
+                                             for b in o.pattern_blocks(size, pattern)],
+                             daemon=True)
+        t.start()
+        r = cl.read_response("PUT")
+        t.join(timeout=60)
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["body_length"] == size
+    assert seen["framing"] == "content-length"
+    assert seen["body_sha256"] == o.pattern_sha256(size, pattern)
+
+
+# -- 3. Expect: 100-continue ---------------------------------------------------------------
+
+
+def test_expect_100_continue(corral, origin):
+    origin.route("/e", o.echo())
+    body = b"the body, sent only after 100 Continue" * 10
+    c = corral()
+    with c.client() as cl:
+        cl.send(request(origin, "/e", "POST", [("Content-Length", str(len(body))),
+                                               ("Expect", "100-continue")]))
+        interim = cl.read_response("POST", keep_interim=True)  # deadline: socket timeout
+        assert (interim.version, interim.status) == ("HTTP/1.1", 100), interim
+        cl.send(body)
+        r = cl.read_response("POST")
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["body_length"] == len(body)
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+# -- 4. header fidelity ------------------------------------------------------------------
+
+
+def test_response_header_order_and_repeats(corral, origin):
+    sent = [("Content-Type", "text/plain"), ("Set-Cookie", "a=1; Path=/"),
+            ("X-Dup", "one"), ("X-Order", "3"), ("Set-Cookie", "b=2; Path=/"),
+            ("X-Dup", "two"), ("Cache-Control", "no-store"), ("X-Last", "z")]
+    origin.route("/h", o.fixed(body=b"ok", headers=sent))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/h"))
+    assert r.status == 200
+    names = {n.lower() for (n, _) in sent}
+    got = [(n.lower(), v) for (n, v) in r.headers if n.lower() in names]
+    assert got == [(n.lower(), v) for (n, v) in sent]
+
+
+def test_response_hop_by_hop_removed(corral, origin):
+    origin.route("/hop", o.fixed(body=b"hop", headers=[
+        ("Content-Type", "text/plain"), ("Connection", "close, X-Hop"), ("X-Hop", "1"),
+        ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"), ("Trailer", "X-Checksum"), ("Upgrade", "h2c"),
+        ("X-Keep", "yes"), NO_STORE]))
+    c = corral()
+    with c.client() as cl:
+        r = cl.request(request(origin, "/hop"))
+        assert r.status == 200 and r.body == b"hop"
+        names = r.names()
+        for gone in ("x-hop", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"):
+            assert gone not in names, "%s leaked to the client: %r" % (gone, r.headers)
+        for v in r.header_all("connection"):
+            assert "x-hop" not in v.lower(), r.headers
+            assert "close" not in v.lower(), "origin's Connection: close was relayed"
+        assert r.header("x-keep") == "yes"
+        # the origin's "close" concerned the upstream hop only: the client's
+        # connection is still good for another request
+        r2 = cl.request(request(origin, "/hop"))
+        assert r2.status == 200 and r2.body == b"hop"
+
+
+def test_request_hop_by_hop_removed_and_order_kept(corral, origin):
+    origin.route("/rq", o.echo())
+    c = corral()
+    sent = [("X-First", "1"), ("Connection", "X-Secret"), ("X-Secret", "1"),
+            ("Proxy-Authorization", "Basic dXNlcjpwYXNz"), ("User-Agent", "raw-client/1"),
+            ("Proxy-Connection", "keep-alive"), ("Keep-Alive", "300"), ("X-Second", "2"),
+            ("TE", "trailers"), ("Upgrade", "websocket"), ("Accept", "*/*"),
+            ("X-Dup", "a"), ("X-Third", "3"), ("X-Dup", "b")]
+    r = raw_request(c.port, request(origin, "/rq", headers=sent))
+    assert r.status == 200
+    seen = [(n.lower(), v) for (n, v) in origin.last("/rq").headers]
+    names = [n for (n, _) in seen]
+    for gone in ("x-secret", "proxy-authorization", "proxy-connection", "keep-alive",
+                 "te", "upgrade"):
+        assert gone not in names, "%s reached the origin: %r" % (gone, seen)
+    for n, v in seen:
+        if n == "connection":
+            assert "x-secret" not in v.lower(), seen
+    end_to_end = ["x-first", "user-agent", "x-second", "accept", "x-dup", "x-third"]
+    assert [(n, v) for (n, v) in seen if n in end_to_end] == \
+        [(n.lower(), v) for (n, v) in sent if n.lower() in end_to_end]
+    assert names.count("host") == 1
+
+
+def test_request_gets_no_headers_the_client_did_not_send(corral, origin):
+    """libcurl's own Accept, User-Agent, Expect must not reach the origin."""
+    origin.route("/bare", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/bare", "POST",
+                                    [("Content-Length", "5000")], b"x" * 5000))
+    assert r.status == 200
+    names = [n.lower() for (n, _) in origin.last("/bare").headers]
+    for added in ("user-agent", "accept", "expect", "accept-encoding", "pragma"):
+        assert added not in names, "the origin got %s: %r" % (added, names)
+
+
+def test_via_appended(corral, origin):
+    origin.route("/via", o.echo(extra_headers=[("Via", "1.0 far-away")]))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/via", headers=[("Via", "1.0 client-side")]))
+    assert r.status == 200
+    resp_via = via_tokens(r.headers)
+    assert resp_via[0] == "1.0 far-away" and is_corral_via(resp_via[-1]), resp_via
+    req_via = via_tokens(origin.last("/via").headers)
+    assert req_via[0] == "1.0 client-side" and is_corral_via(req_via[-1]), req_via
+
+
+def test_via_added_when_absent(corral, origin):
+    origin.route("/via", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/via"))
+    assert [t for t in via_tokens(r.headers) if is_corral_via(t)], r.headers
+    assert [t for t in via_tokens(origin.last("/via").headers) if is_corral_via(t)]
+
+
+def test_via_off(corral, origin):
+    origin.route("/via", o.echo())
+    c = corral("[proxy]\nvia = off\n")
+    r = raw_request(c.port, request(origin, "/via"))
+    assert r.status == 200
+    assert r.header("via") is None, r.headers
+    assert origin.last("/via").header("via") is None
+
+
+# -- 5. framing ---------------------------------------------------------------------------
+
+
+def test_content_length_preserved(corral, origin):
+    body = os.urandom(123_457)
+    origin.route("/cl", o.fixed(body=body, headers=[("Content-Type", "application/x-a"),
+                                                     NO_STORE]))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/cl"))
+    assert r.status == 200
+    assert r.framing == "content-length"
+    assert r.header("content-length") == str(len(body))
+    assert r.header("transfer-encoding") is None
+    assert r.body == body
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_unknown_length_becomes_chunked_for_http11(corral, origin, framing):
+    body = os.urandom(70_001)
+    origin.route("/u", o.fixed(body=body, framing=framing,
+                               headers=[("Content-Type", "application/x-a"), NO_STORE]))
+    c = corral()
+    with c.client() as cl:
+        r = cl.request(request(origin, "/u"))
+        assert r.status == 200
+        assert r.framing == "chunked", r.headers
+        assert r.body == body
+        # still a usable persistent connection
+        r2 = cl.request(request(origin, "/u"))
+        assert r2.body == body
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_unknown_length_close_delimited_for_http10(corral, origin, framing):
+    body = os.urandom(70_001)
+    origin.route("/u", o.fixed(body=body, framing=framing,
+                               headers=[("Content-Type", "application/x-a"), NO_STORE]))
+    c = corral()
+    with c.client() as cl:
+        r = cl.request(request(origin, "/u", version="HTTP/1.0"))
+        assert r.status == 200
+        assert r.header("transfer-encoding") is None, "no chunked to an HTTP/1.0 client"
+        assert r.framing == "close", r.headers
+        assert r.body == body
+        assert cl.wait_closed() == "eof"
+
+
+@pytest.mark.parametrize("case", ["HEAD", "204", "304"])
+def test_bodyless_responses_then_pipelined_request(corral, origin, case):
+    if case == "HEAD":
+        origin.route("/nb", o.fixed(body=b"x" * 1234, headers=[("Content-Type", "text/plain"),
+                                                               NO_STORE]))
+        first = request(origin, "/nb", "HEAD")
+        method = "HEAD"
+    elif case == "204":
+        origin.route("/nb", o.fixed(204, "No Content", headers=[NO_STORE], framing="none"))
+        first = request(origin, "/nb", "DELETE")
+        method = "DELETE"
+    else:
+        origin.route("/nb", o.fixed(304, "Not Modified", headers=[("ETag", '"v1"'), NO_STORE],
+                                    framing="none"))
+        first = request(origin, "/nb", headers=[("If-None-Match", '"v1"')])
+        method = "GET"
+    origin.route("/after", o.fixed(body=b"after", headers=[("Content-Type", "text/plain"),
+                                                           NO_STORE]))
+    c = corral()
+    r1, r2 = raw_requests(c.port, first + request(origin, "/after"), [method, "GET"])
+    assert r1.status == {"HEAD": 200, "204": 204, "304": 304}[case], r1
+    if case == "HEAD":
+        assert r1.header("content-length") in (None, "1234")
+    assert (r2.status, r2.body) == (200, b"after"), r2
+
+
+# -- 6. keep-alive, pipelining, upstream reuse -------------------------------------------------
+
+
+def test_keepalive_several_requests(corral, origin):
+    for i in range(5):
+        origin.route("/k%d" % i, o.fixed(body=b"body %d" % i,
+                                         headers=[("Content-Type", "text/plain"), NO_STORE]))
+    c = corral()
+    with c.client() as cl:
+        for i in range(5):
+            r = cl.request(request(origin, "/k%d" % i))
+            assert (r.status, r.body) == (200, b"body %d" % i)
+
+
+def test_pipelined_responses_in_request_order(corral, origin):
+    release = threading.Event()
+    hdrs = [("Content-Type", "text/plain"), NO_STORE]
+    origin.route("/p1", o.hold(release, then=o.fixed(body=b"one", headers=hdrs)))
+    origin.route("/p2", o.fixed(body=b"two" * 100, headers=hdrs))
+    origin.route("/p3", o.fixed(body=b"three", headers=hdrs, chunked=True))
+    c = corral()
+    with c.client() as cl:
+        cl.send(request(origin, "/p1") + request(origin, "/p2") + request(origin, "/p3"))
+        origin.wait_arrivals("/p1", 1)
+        release.set()
+        rs = cl.read_responses(["GET"] * 3)
+    assert [r.body for r in rs] == [b"one", b"two" * 100, b"three"]
+    assert [r.status for r in rs] == [200, 200, 200]
+
+
+def test_upstream_connections_reused(corral, origin):
+    origin.route("/r", o.fixed(body=b"again", headers=[("Content-Type", "text/plain"),
+                                                       NO_STORE]))
+    c = corral()
+    with c.client() as cl:
+        for _ in range(5):
+            assert cl.request(request(origin, "/r")).body == b"again"
+    for _ in range(5):
+        assert raw_request(c.port, request(origin, "/r")).body == b"again"
+    assert origin.count("/r") == 10
+    assert origin.connections < 10, \
+        "origin accepted %d connections for 10 sequential requests" % origin.connections
+
+
+# -- 7. Max-Forwards -----------------------------------------------------------------------
+
+
+def test_trace_max_forwards_zero_answered_by_proxy(corral, origin):
+    origin.route("/t", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/t", "TRACE", [("Max-Forwards", "0"),
+                                                           ("X-Trace-Me", "yes")]))
+    assert r.status == 200, r
+    assert (r.header("content-type") or "").lower().startswith("message/http"), r.headers
+    first_line = r.body.split(b"\r\n", 1)[0]
+    assert first_line.startswith(b"TRACE ") and first_line.endswith(b"/t HTTP/1.1"), r.body
+    assert b"X-Trace-Me: yes" in r.body
+    assert origin.count() == 0
+
+
+def test_options_max_forwards_zero_answered_by_proxy(corral, origin):
+    origin.route("/t", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/t", "OPTIONS", [("Max-Forwards", "0")]))
+    assert r.status == 200, r
+    assert origin.count() == 0
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS"])
+def test_max_forwards_decremented(corral, origin, method):
+    origin.route("/t", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/t", method, [("Max-Forwards", "3")]))
+    assert r.status == 200, r
+    assert origin.last("/t").header_all("max-forwards") == ["2"]
+
+
+# -- 8. a 1 GiB response streams with flat memory --------------------------------------------
+
+
+@pytest.mark.slow
+def test_1gib_response_streams_with_bounded_memory(corral, origin):
+    size = 1 << 30
+    pattern = o.make_pattern()
+    expected = o.pattern_sha256(size, pattern)
+    origin.route("/big", o.big(size, pattern))
+    c = corral()
+    assert_serves(c, origin)            # threads and libcurl are warm
+    baseline = c.rss_kib()
+    limit_mib = 256 if "address" in SANITIZE else 64
+
+    with c.client(timeout=60) as cl:
+        cl.send(request(origin, "/big"))
+        r = cl.read_response(stream=True)
+        assert r.status == 200, r
+        assert r.header("content-length") == str(size)
+        h = hashlib.sha256()
+        got = 0
+        peak = baseline
+        next_sample = 0
+        first = cl.reader.read_some()
+        h.update(first)
+        got += len(first)
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while got < size:
+            n = cl.sock.recv_into(view, min(len(buf), size - got))
+            assert n, "connection closed after %d of %d bytes" % (got, size)
+            h.update(view[:n])
+            got += n
+            if got >= next_sample:     # sample corrald's memory every 4 MiB of body
+                peak = max(peak, c.rss_kib())
+                next_sample += 4 << 20
+    assert got == size
+    assert h.hexdigest() == expected
+    grown_mib = (peak - baseline) / 1024
+    print("1 GiB stream: corrald RSS %d KiB before, peak %d KiB (+%.1f MiB)"
+          % (baseline, peak, grown_mib))
+    assert grown_mib < limit_mib, \
+        "corrald RSS grew by %.1f MiB while streaming 1 GiB (limit %d MiB)" % (grown_mib,
+                                                                            limit_mib)
+
+
+# -- 9. CONNECT ---------------------------------------------------------------------------------
+
+
+def test_connect_tunnel(corral, origin):
+    origin.route("/t", o.fixed(body=b"through the tunnel",
+                               headers=[("Content-Type", "text/plain")]))
+    c = corral()
+    with c.client() as cl:
+        cl.send("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                % (origin.port, origin.port))
+        r = cl.read_response("CONNECT")
+        assert r.status == 200, r
+        assert r.reason.lower() == "connection established", r.reason
+        for i in range(2):
+            cl.send("GET /t HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % origin.port)
+            r2 = cl.read_response()
+            assert (r2.status, r2.body) == (200, b"through the tunnel")
+            assert r2.header("via") is None, "the tunnel must carry bytes untouched"
+    reqs = origin.requests_for("/t")
+    assert [q.target for q in reqs] == ["/t", "/t"]
+    assert all(q.header("via") is None for q in reqs)
+    assert reqs[0].conn_id == reqs[1].conn_id
+
+
+def test_connect_refused_is_502(corral, origin):
+    c = corral()
+    port = free_port()
+    r = raw_request(c.port, "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                    % (port, port), "CONNECT")
+    assert r.status == 502, r
+    assert_serves(c, origin)
+
+
+@pytest.mark.parametrize("how", ["explicit", "default"])
+def test_connect_port_not_allowed_is_403(corral, origin, how):
+    if how == "explicit":
+        c = corral("[proxy]\nconnect_ports = 443\n")
+    else:
+        c = corral(drop=["proxy.connect_ports"])
+    r = raw_request(c.port, "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                    % (origin.port, origin.port), "CONNECT")
+    assert r.status == 403, r
+    assert origin.connections == 0
+    assert_serves(c, origin)
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+def test_admin_metrics_served(corral, origin):
+    c = corral()
+    assert_serves(c, origin)
+    m = c.metrics()
+    assert m, "admin /metrics returned no metric lines"
+    assert all(isinstance(v, float) for v in m.values())
