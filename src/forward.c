@@ -22,6 +22,7 @@
 #include "corral/log.h"
 #include "corral/session.h"
 #include "corral/stats.h"
+#include "corral/resphead.h"
 #include "corral/upstream.h"
 
 #include <stdio.h>
@@ -32,68 +33,12 @@
 
 struct fwd {
 	struct exchange *x;
-	struct http_headers head;   /* the response head being read */
-	int status;
-	char reason[128];
-	int in_head;                /* a status line was seen, blank line not yet */
+	struct resphead head;       /* the response head being read */
 	int head_sent;              /* the final head went to the client */
 	int no_body;                /* HEAD, 1xx, 204, 304 */
 	int chunked_out;            /* we chunk the body to the client */
 	int client_failed;          /* writing to or reading from the client failed */
 };
-
-/* "Name: value" for curl's header list; an empty value needs "Name;". */
-static struct curl_slist *slist_add(struct curl_slist *l, const char *name, const char *value)
-{
-	char line[8192];
-	if (*value)
-		snprintf(line, sizeof line, "%s: %s", name, value);
-	else
-		snprintf(line, sizeof line, "%s;", name);
-	struct curl_slist *n = curl_slist_append(l, line);
-	if (n == NULL) {
-		curl_slist_free_all(l);
-		return NULL;
-	}
-	return n;
-}
-
-static struct curl_slist *request_headers(struct exchange *x, int *ok)
-{
-	const struct request *r = &x->req;
-	struct curl_slist *l = NULL;
-	int has_accept = 0;
-	int max_fwd_method = strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "OPTIONS") == 0;
-	*ok = 0;
-	for (int i = 0; i < r->headers.n; i++) {
-		const char *name = r->headers.v[i].name, *value = r->headers.v[i].value;
-		if (http_is_hop_by_hop(&r->headers, name) || strcasecmp(name, "Host") == 0 ||
-		    strcasecmp(name, "Expect") == 0 ||
-		    (r->has_body && strcasecmp(name, "Content-Length") == 0))
-			continue;
-		if (strcasecmp(name, "Accept") == 0)
-			has_accept = 1;
-		if (max_fwd_method && strcasecmp(name, "Max-Forwards") == 0) {
-			char dec[24];
-			long v = strtol(value, NULL, 10);
-			snprintf(dec, sizeof dec, "%ld", v > 0 ? v - 1 : 0);
-			value = dec;
-			if ((l = slist_add(l, name, value)) == NULL)
-				return NULL;
-			continue;
-		}
-		if ((l = slist_add(l, name, value)) == NULL)
-			return NULL;
-	}
-	if (x->cfg->via && (l = slist_add(l, "Via", "1.1 corral")) == NULL)
-		return NULL;
-	if (!has_accept && (l = curl_slist_append(l, "Accept:")) == NULL)
-		return NULL;
-	if ((l = curl_slist_append(l, "Expect:")) == NULL)
-		return NULL;
-	*ok = 1;
-	return l;
-}
 
 static size_t read_body(char *buf, size_t size, size_t n, void *ud)
 {
@@ -119,22 +64,26 @@ static int send_head(struct fwd *f)
 	struct evbuffer *out = evbuffer_new();
 	if (out == NULL)
 		return -1;
-	const char *te = headers_get(&f->head, "Transfer-Encoding");
-	const char *cl = te ? NULL : headers_get(&f->head, "Content-Length");
-	const char *ctype = headers_get(&f->head, "Content-Type");
+	const struct http_headers *hh = &f->head.headers;
+	int status = f->head.status;
+	const char *te = headers_get(hh, "Transfer-Encoding");
+	const char *cl = te ? NULL : headers_get(hh, "Content-Length");
+	const char *ctype = headers_get(hh, "Content-Type");
 	exchange_set_mime(x, ctype);
 
-	f->no_body = strcmp(r->method, "HEAD") == 0 || f->status < 200 ||
-	             f->status == 204 || f->status == 304;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", f->status, f->reason);
-	for (int i = 0; i < f->head.n; i++) {
-		const char *name = f->head.v[i].name;
-		if (http_is_hop_by_hop(&f->head, name))
+	f->no_body = strcmp(r->method, "HEAD") == 0 || status < 200 ||
+	             status == 204 || status == 304;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, f->head.reason);
+	for (int i = 0; i < hh->n; i++) {
+		const char *name = hh->v[i].name;
+		if (http_is_hop_by_hop(hh, name))
 			continue;
 		if (te && strcasecmp(name, "Content-Length") == 0)
 			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", name, f->head.v[i].value);
+		evbuffer_add_printf(out, "%s: %s\r\n", name, hh->v[i].value);
 	}
+	if (x->cache_status)
+		evbuffer_add_printf(out, "Cache-Status: %s\r\n", x->cache_status);
 	if (!f->no_body && cl == NULL) {
 		if (r->http_major == 1 && r->http_minor >= 1) {
 			f->chunked_out = 1;
@@ -155,7 +104,7 @@ static int send_head(struct fwd *f)
 	size_t len = evbuffer_get_length(out);
 	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
 	evbuffer_free(out);
-	x->status = f->status;
+	x->status = status;
 	f->head_sent = 1;
 	return rc;
 }
@@ -164,72 +113,36 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fwd *f = ud;
 	size_t len = size * n;
-	size_t l = len;
-	while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == '\n'))
-		l--;
-	if (f->head_sent)
-		return len; /* trailers: dropped */
-	if (l >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
-		headers_free(&f->head);
-		f->in_head = 1;
-		const char *sp = memchr(buf, ' ', l);
-		f->status = sp ? atoi(sp + 1) : 0;
-		const char *rs = sp ? memchr(sp + 1, ' ', l - (size_t)(sp + 1 - buf)) : NULL;
-		size_t rlen = rs ? l - (size_t)(rs + 1 - buf) : 0;
-		if (rlen >= sizeof f->reason)
-			rlen = sizeof f->reason - 1;
-		if (rs)
-			memcpy(f->reason, rs + 1, rlen);
-		f->reason[rlen] = '\0';
-		if (rlen == 0)
-			snprintf(f->reason, sizeof f->reason, "%s", http_reason(f->status));
+	switch (resphead_line(&f->head, buf, len)) {
+	case RESPHEAD_MORE:
+	case RESPHEAD_TRAILER:
+		return len;
+	case RESPHEAD_NOMEM:
+		return 0;
+	case RESPHEAD_INTERIM: {
+		/* pass 1xx on to HTTP/1.1 clients, except 100 (we answered Expect
+		 * ourselves) and 101 (no upgrades) */
+		const struct request *r = &f->x->req;
+		int status = f->head.status;
+		if (status != 100 && status != 101 && r->http_minor >= 1) {
+			char line[160];
+			int m = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n\r\n", status,
+			                 f->head.reason);
+			if (exchange_write(f->x, line, (size_t)m) < 0) {
+				f->client_failed = 1;
+				return 0;
+			}
+		}
 		return len;
 	}
-	if (!f->in_head)
-		return len;
-	if (l == 0) {
-		f->in_head = 0;
-		if (f->status >= 100 && f->status < 200) {
-			/* interim: pass 1xx on to HTTP/1.1 clients, except 100 (we
-			 * answered Expect ourselves) and 101 (no upgrades) */
-			const struct request *r = &f->x->req;
-			if (f->status != 100 && f->status != 101 && r->http_minor >= 1) {
-				char line[160];
-				int m = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n\r\n",
-				                 f->status, f->reason);
-				if (exchange_write(f->x, line, (size_t)m) < 0) {
-					f->client_failed = 1;
-					return 0;
-				}
-			}
-			return len;
-		}
+	case RESPHEAD_FINAL:
 		if (send_head(f) < 0) {
 			f->client_failed = 1;
 			return 0;
 		}
 		return len;
 	}
-	if ((buf[0] == ' ' || buf[0] == '\t') && f->head.n > 0) {
-		/* obsolete line folding: join to the previous value */
-		struct http_header *last = &f->head.v[f->head.n - 1];
-		size_t old = strlen(last->value);
-		char *v = realloc(last->value, old + l + 1);
-		if (v == NULL)
-			return 0;
-		v[old] = ' ';
-		memcpy(v + old + 1, buf + 1, l - 1);
-		v[old + l] = '\0';
-		last->value = v;
-		return len;
-	}
-	const char *colon = memchr(buf, ':', l);
-	if (colon == NULL || colon == buf)
-		return len; /* not a header line: drop it */
-	if (headers_add(&f->head, buf, (size_t)(colon - buf), colon + 1,
-	                l - (size_t)(colon + 1 - buf)) < 0)
-		return 0;
-	return len;
+	return 0;
 }
 
 static size_t on_body(char *buf, size_t size, size_t n, void *ud)
@@ -267,18 +180,19 @@ void forward_run(struct exchange *x)
 	struct request *r = &x->req;
 	struct fwd f = { .x = x };
 	struct upstream_ctx u;
-	headers_init(&f.head);
-	x->result = "TCP_MISS";
+	resphead_init(&f.head);
+	if (x->result == NULL)
+		x->result = "TCP_MISS";
 	x->hierarchy = "HIER_DIRECT";
 
 	CURL *h = upstream_easy(x->cfg, &u);
-	int ok = 0;
-	struct curl_slist *hdrs = h ? request_headers(x, &ok) : NULL;
-	if (h == NULL || !ok) {
+	struct curl_slist *hdrs = NULL;
+	if (h == NULL || upstream_request_headers(r->method, &r->headers, r->has_body,
+	                                          x->cfg->via, 0, &hdrs) < 0) {
 		if (h)
 			curl_easy_cleanup(h);
 		exchange_error(x, 500, "out of memory");
-		headers_free(&f.head);
+		resphead_free(&f.head);
 		return;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, r->url);
@@ -339,5 +253,5 @@ void forward_run(struct exchange *x)
 		x->close_after = 1;
 	curl_easy_cleanup(h);
 	curl_slist_free_all(hdrs);
-	headers_free(&f.head);
+	resphead_free(&f.head);
 }

@@ -14,7 +14,9 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,4 +218,60 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		snprintf(why, whylen, "upstream failure: %s", detail);
 		return 502;
 	}
+}
+
+static struct curl_slist *slist_append_or_free(struct curl_slist *l, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(l, line);
+	if (n == NULL)
+		curl_slist_free_all(l);
+	return n;
+}
+
+/* "Name: value" for curl's header list; an empty value needs "Name;". */
+static struct curl_slist *slist_add(struct curl_slist *l, const char *name, const char *value)
+{
+	char line[8192];
+	if (*value)
+		snprintf(line, sizeof line, "%s: %s", name, value);
+	else
+		snprintf(line, sizeof line, "%s;", name);
+	return slist_append_or_free(l, line);
+}
+
+int upstream_request_headers(const char *method, const struct http_headers *headers,
+                             int has_body, int via, int for_cache,
+                             struct curl_slist **out)
+{
+	struct curl_slist *l = NULL;
+	int has_accept = 0;
+	int max_fwd_method = strcmp(method, "TRACE") == 0 || strcmp(method, "OPTIONS") == 0;
+	*out = NULL;
+	for (int i = 0; i < headers->n; i++) {
+		const char *name = headers->v[i].name, *value = headers->v[i].value;
+		char dec[24];
+		if (http_is_hop_by_hop(headers, name) || strcasecmp(name, "Host") == 0 ||
+		    strcasecmp(name, "Expect") == 0 ||
+		    (has_body && strcasecmp(name, "Content-Length") == 0) ||
+		    (for_cache && strncasecmp(name, "If-", 3) == 0))
+			continue;
+		if (strcasecmp(name, "Accept") == 0)
+			has_accept = 1;
+		if (max_fwd_method && strcasecmp(name, "Max-Forwards") == 0) {
+			long v = strtol(value, NULL, 10);
+			snprintf(dec, sizeof dec, "%ld", v > 0 ? v - 1 : 0);
+			value = dec;
+		}
+		if ((l = slist_add(l, name, value)) == NULL)
+			return -1;
+	}
+	if (via && (l = slist_add(l, "Via", "1.1 corral")) == NULL)
+		return -1;
+	/* "Name:" with no value removes a header curl would add itself */
+	if (!has_accept && (l = slist_append_or_free(l, "Accept:")) == NULL)
+		return -1;
+	if ((l = slist_append_or_free(l, "Expect:")) == NULL)
+		return -1;
+	*out = l;
+	return 0;
 }

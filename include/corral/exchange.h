@@ -29,6 +29,7 @@ struct exchange {
 	const char *hierarchy;    /* HIER_DIRECT / HIER_NONE */
 	char upstream[64];        /* upstream address */
 	char mime[128];
+	const char *cache_status;  /* Cache-Status value to send, or NULL */
 	int close_after;          /* close the connection after this response */
 	int handed_off;           /* the session now belongs to a tunnel */
 };

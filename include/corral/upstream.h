@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <stdint.h>
 #include "corral/config-t.h"
+#include "corral/http.h"
 
 /* Per-transfer facts the common options report back. Owned by the thread
  * running the transfer; no lock. */
@@ -31,6 +32,18 @@ int upstream_init(void);
 void upstream_cleanup(void);
 
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
+
+/* The request headers to send upstream for `method` with the client's
+ * `headers`: end-to-end headers in their order; hop-by-hop, Host (curl sends
+ * it from the URL), Expect and — when the body is re-framed — Content-Length
+ * left out; Max-Forwards decremented on TRACE/OPTIONS; "Via: 1.1 corral"
+ * appended when `via`; curl's own Accept/Expect suppressed. A cache fetch
+ * (`for_cache`) serves other clients too, so the client's conditional
+ * headers (If-*) are left out. Returns 0 with *out set (to be freed with
+ * curl_slist_free_all), or -1 when out of memory. */
+int upstream_request_headers(const char *method, const struct http_headers *headers,
+                             int has_body, int via, int for_cache,
+                             struct curl_slist **out);
 
 /* Restart the no-progress clock, e.g. after the transfer was held back on
  * purpose (a paused fetch is not a stalled origin). */
