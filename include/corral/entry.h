@@ -1,0 +1,116 @@
+/*
+ * entry.h — one response as the cache holds it: an immutable head and a body
+ * that grows as a list of immutable chunks while its fetch runs.
+ *
+ * Lifecycle (one function moves it: entry_finish):
+ *   ENTRY_STREAMING  the fetch is appending body chunks
+ *   ENTRY_COMPLETE   the whole body is here (final)
+ *   ENTRY_FAILED     the fetch broke off; readers end their responses visibly
+ *                    truncated (final)
+ * Readers and the fetch meet under entry.lock; entry.grown is broadcast on
+ * every append and on the state change, so readers stream as bytes arrive.
+ *
+ * Transit: an entry that is not (or no longer) stored frees chunks every
+ * reader has passed, and the fetch waits in entry_append while it is more
+ * than TRANSIT_MAX bytes ahead of its slowest reader — memory stays bounded
+ * whatever the length.
+ *
+ * Lifetime: reference counted (entry_ref / entry_unref, atomic). The cache
+ * table holds one reference while the entry is stored, the fetch one, each
+ * reader one; memory goes with the last.
+ */
+#ifndef CORRAL_ENTRY_H
+#define CORRAL_ENTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "corral/http.h"
+
+#define ENTRY_MAGIC 0xe417e417u
+#define TRANSIT_MAX (1024 * 1024)
+
+enum entry_state {
+	ENTRY_STREAMING, /* body still arriving */
+	ENTRY_COMPLETE,  /* body whole */
+	ENTRY_FAILED,    /* fetch broke off after the head */
+};
+
+struct chunk {
+	struct chunk *next;  /* set once, under entry.lock */
+	size_t len;
+	char data[];
+};
+
+struct entry_reader {
+	struct chunk *cur;   /* chunk holding the next byte, NULL = not started */
+	size_t off;          /* offset of the next byte in cur */
+	uint64_t pos;        /* body bytes read */
+	struct entry_reader *next;
+};
+
+struct keyhead;
+
+struct entry {
+	uint32_t magic;
+	_Atomic int refs;
+
+	/* immutable once published */
+	int status;
+	char reason[128];
+	struct http_headers headers;   /* end-to-end response headers, no framing */
+	struct http_headers vary_req;  /* request values of the Vary headers */
+	int64_t content_length;        /* from the origin, -1 unknown */
+	int64_t request_time, response_time; /* seconds, for Age */
+	int64_t date_value, age_value;
+	int64_t freshness_lifetime;    /* seconds */
+	int hfm;                       /* a hit-for-miss marker: no response */
+	char upstream[64];
+
+	pthread_mutex_t lock;
+	pthread_cond_t grown;
+	/* protected by lock */
+	enum entry_state state;
+	struct chunk *first, *last;
+	uint64_t bytes;                /* body bytes appended */
+	int transit;                   /* not stored: free what readers passed */
+	uint64_t dropped;              /* body bytes freed in transit */
+	uint64_t held;                 /* body bytes in chunks now */
+	int nreaders;
+	struct entry_reader *readers;
+
+	/* protected by the cache table lock */
+	struct keyhead *head;          /* set while stored */
+	struct entry *lru_prev, *lru_next;
+	struct entry *variant_next;    /* head->lock + table lock (see cache.h) */
+	int stored;                    /* in the table (LRU and variants) */
+	uint64_t charged;              /* bytes counted against [cache] memory */
+};
+
+struct entry *entry_new(void);
+void entry_ref(struct entry *e);
+void entry_unref(struct entry **ep);
+
+/* Fetch side. entry_append copies data into a new chunk and wakes readers;
+ * in transit it first waits for readers to drain. Returns 0, or -1 when a
+ * transit entry has no reader left (stop fetching). */
+int entry_append(struct entry *e, const char *data, size_t len);
+/* The one state change: STREAMING -> COMPLETE or FAILED. Wakes readers. */
+void entry_finish(struct entry *e, enum entry_state final);
+/* Stop keeping the body: readers free what they pass from now on. */
+void entry_make_transit(struct entry *e);
+
+/* Reader side. entry_attach fails (-1) when the start of the body is gone
+ * (a transit entry): the caller must fetch for itself. */
+int entry_attach(struct entry *e, struct entry_reader *r);
+void entry_detach(struct entry *e, struct entry_reader *r);
+/* Wait for bytes after r's position. Returns a pointer to up to *len bytes
+ * (valid until the next call) and advances r; or NULL with *state set to
+ * COMPLETE (all read) or FAILED. */
+const char *entry_read(struct entry *e, struct entry_reader *r, size_t *len,
+                       enum entry_state *state);
+
+/* Body bytes so far and state, under the lock. */
+uint64_t entry_bytes(struct entry *e, enum entry_state *state);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * policy.h — what RFC 9111 decides, as pure functions of (request, stored
+ * response, now). No shared state, no locks, no I/O: the cache machinery
+ * calls these and never re-derives a rule itself. Times are seconds since
+ * the epoch.
+ */
+#ifndef CORRAL_POLICY_H
+#define CORRAL_POLICY_H
+
+#include <stdint.h>
+#include "corral/http.h"
+
+/* Cache-Control directives that matter here, parsed from every
+ * Cache-Control header of a message. -1 = absent. */
+struct cache_control {
+	int no_store, no_cache, private_, public_, must_revalidate, proxy_revalidate;
+	int only_if_cached;
+	int64_t max_age, s_maxage;
+};
+
+void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc);
+
+/* Parse an HTTP-date (IMF-fixdate, RFC 850, asctime). -1 when invalid. */
+int64_t policy_parse_date(const char *s);
+
+enum policy_lookup {
+	POLICY_LOOKUP,      /* may be answered from the cache / coalesced */
+	POLICY_PASS,        /* go upstream, do not store (method, Range, no-store, no-cache) */
+};
+
+/* May this request use the cache (and coalesce)? GET or HEAD, no Range, no
+ * request no-store; no-cache / max-age=0 / Pragma: no-cache go upstream. */
+enum policy_lookup policy_request(const char *method, const struct http_headers *req);
+
+/* May a shared cache store this response to this request? Returns the
+ * freshness lifetime in seconds (> 0) when it may, else 0 and *why says
+ * why not ("no-store", "private", "set-cookie", "vary-star", "authorization",
+ * "no-explicit-freshness", "status", "too-large"). Only responses with
+ * explicit freshness (s-maxage, max-age, Expires) are stored for now. */
+int64_t policy_storable(const struct http_headers *req, int status,
+                        const struct http_headers *resp, int64_t content_length,
+                        uint64_t max_object, int64_t now, const char **why);
+
+/* Current age of a stored response (RFC 9111 4.2.3). */
+int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
+                   int64_t response_time, int64_t now);
+
+/* Is a stored response of this age and lifetime fresh? */
+int policy_fresh(int64_t freshness_lifetime, int64_t age);
+
+/* Does `req` match a variant stored with Vary header `vary` and the stored
+ * request's values `vary_req` (RFC 9111 4.1)? */
+int policy_vary_match(const char *vary, const struct http_headers *vary_req,
+                      const struct http_headers *req);
+
+#endif

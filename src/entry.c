@@ -1,0 +1,194 @@
+/*
+ * entry.c — cache entries: head, growing body, readers (see entry.h for the
+ * lifecycle and the locking rules).
+ */
+#include "corral/entry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct entry *entry_new(void)
+{
+	struct entry *e = calloc(1, sizeof *e);
+	if (e == NULL)
+		return NULL;
+	e->magic = ENTRY_MAGIC;
+	atomic_init(&e->refs, 1);
+	e->content_length = -1;
+	headers_init(&e->headers);
+	headers_init(&e->vary_req);
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->grown, NULL);
+	e->state = ENTRY_STREAMING;
+	return e;
+}
+
+void entry_ref(struct entry *e)
+{
+	if (e->magic != ENTRY_MAGIC)
+		abort();
+	atomic_fetch_add(&e->refs, 1);
+}
+
+void entry_unref(struct entry **ep)
+{
+	struct entry *e = *ep;
+	*ep = NULL;
+	if (e == NULL)
+		return;
+	if (e->magic != ENTRY_MAGIC)
+		abort();
+	if (atomic_fetch_sub(&e->refs, 1) != 1)
+		return;
+	struct chunk *c = e->first;
+	while (c) {
+		struct chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	headers_free(&e->headers);
+	headers_free(&e->vary_req);
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->grown);
+	e->magic = 0;
+	free(e);
+}
+
+/* Free leading chunks that every reader has moved past. Caller holds lock. */
+static void do_transit_free(struct entry *e)
+{
+	int freed = 0;
+	while (e->first && e->first != e->last) {
+		struct chunk *c = e->first;
+		for (struct entry_reader *r = e->readers; r; r = r->next)
+			if (r->cur == NULL || r->cur == c)
+				goto out;
+		e->first = c->next;
+		e->dropped += c->len;
+		e->held -= c->len;
+		free(c);
+		freed = 1;
+	}
+out:
+	if (freed)
+		pthread_cond_broadcast(&e->grown);
+}
+
+int entry_append(struct entry *e, const char *data, size_t len)
+{
+	struct chunk *c = malloc(sizeof *c + len);
+	if (c == NULL)
+		return -1;
+	c->next = NULL;
+	c->len = len;
+	memcpy(c->data, data, len);
+	pthread_mutex_lock(&e->lock);
+	while (e->transit && e->nreaders > 0 && e->held > TRANSIT_MAX)
+		pthread_cond_wait(&e->grown, &e->lock);
+	if (e->transit && e->nreaders == 0) {
+		pthread_mutex_unlock(&e->lock);
+		free(c);
+		return -1;
+	}
+	if (e->last)
+		e->last->next = c;
+	else
+		e->first = c;
+	e->last = c;
+	e->bytes += len;
+	e->held += len;
+	pthread_cond_broadcast(&e->grown);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+void entry_finish(struct entry *e, enum entry_state final)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->state == ENTRY_STREAMING)
+		e->state = final;
+	pthread_cond_broadcast(&e->grown);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void entry_make_transit(struct entry *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->transit = 1;
+	do_transit_free(e);
+	pthread_cond_broadcast(&e->grown);
+	pthread_mutex_unlock(&e->lock);
+}
+
+int entry_attach(struct entry *e, struct entry_reader *r)
+{
+	memset(r, 0, sizeof *r);
+	pthread_mutex_lock(&e->lock);
+	if (e->dropped > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return -1;
+	}
+	r->next = e->readers;
+	e->readers = r;
+	e->nreaders++;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+void entry_detach(struct entry *e, struct entry_reader *r)
+{
+	pthread_mutex_lock(&e->lock);
+	for (struct entry_reader **pp = &e->readers; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			e->nreaders--;
+			break;
+		}
+	if (e->transit)
+		do_transit_free(e);
+	pthread_cond_broadcast(&e->grown);
+	pthread_mutex_unlock(&e->lock);
+}
+
+const char *entry_read(struct entry *e, struct entry_reader *r, size_t *len,
+                       enum entry_state *state)
+{
+	pthread_mutex_lock(&e->lock);
+	for (;;) {
+		if (r->cur == NULL) {
+			if (e->first) {
+				r->cur = e->first;
+				r->off = 0;
+			}
+		} else if (r->off == r->cur->len && r->cur->next) {
+			r->cur = r->cur->next;
+			r->off = 0;
+			if (e->transit)
+				do_transit_free(e);
+		}
+		if (r->cur && r->off < r->cur->len) {
+			const char *p = r->cur->data + r->off;
+			*len = r->cur->len - r->off;
+			r->off = r->cur->len;
+			r->pos += *len;
+			pthread_mutex_unlock(&e->lock);
+			return p;
+		}
+		if (e->state != ENTRY_STREAMING) {
+			*state = e->state;
+			pthread_mutex_unlock(&e->lock);
+			return NULL;
+		}
+		pthread_cond_wait(&e->grown, &e->lock);
+	}
+}
+
+uint64_t entry_bytes(struct entry *e, enum entry_state *state)
+{
+	pthread_mutex_lock(&e->lock);
+	uint64_t b = e->bytes;
+	if (state)
+		*state = e->state;
+	pthread_mutex_unlock(&e->lock);
+	return b;
+}

@@ -1,0 +1,277 @@
+/*
+ * policy.c — RFC 9111 decisions as pure functions (see policy.h).
+ *
+ * Choices where the RFC leaves room, in the spirit of Squid and Varnish:
+ * only responses with explicit freshness are stored (no heuristic freshness
+ * yet); a response that sets a cookie is not stored (it is meant for one
+ * client); a request with Authorization is answered from the cache only when
+ * the response said public, s-maxage or must-revalidate (RFC 9111 3.5).
+ */
+#include "corral/policy.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static int64_t parse_delta(const char *s, size_t n)
+{
+	if (n == 0)
+		return -1;
+	if (*s == '"' && n >= 2 && s[n - 1] == '"') {
+		s++;
+		n -= 2;
+	}
+	int64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		if (v < INT_MAX)
+			v = v * 10 + (s[i] - '0');
+	}
+	return v > INT_MAX ? INT_MAX : v; /* delta-seconds saturate (RFC 9111 1.2.2) */
+}
+
+void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc)
+{
+	memset(cc, 0, sizeof *cc);
+	cc->max_age = cc->s_maxage = -1;
+	for (int i = 0; i < h->n; i++) {
+		if (strcasecmp(h->v[i].name, "Cache-Control") != 0)
+			continue;
+		const char *p = h->v[i].value;
+		while (*p) {
+			while (*p == ' ' || *p == '\t' || *p == ',')
+				p++;
+			const char *name = p;
+			while (*p && *p != '=' && *p != ',' && *p != ' ')
+				p++;
+			size_t nlen = (size_t)(p - name);
+			const char *val = NULL;
+			size_t vlen = 0;
+			while (*p == ' ')
+				p++;
+			if (*p == '=') {
+				p++;
+				val = p;
+				if (*p == '"') {
+					const char *q = strchr(p + 1, '"');
+					p = q ? q + 1 : p + strlen(p);
+				} else {
+					while (*p && *p != ',' && *p != ' ')
+						p++;
+				}
+				vlen = (size_t)(p - val);
+			}
+			while (*p && *p != ',')
+				p++;
+#define IS(d) (nlen == sizeof(d) - 1 && strncasecmp(name, d, nlen) == 0)
+			if (IS("no-store"))
+				cc->no_store = 1;
+			else if (IS("no-cache"))
+				cc->no_cache = 1;
+			else if (IS("private"))
+				cc->private_ = 1;
+			else if (IS("public"))
+				cc->public_ = 1;
+			else if (IS("must-revalidate"))
+				cc->must_revalidate = 1;
+			else if (IS("proxy-revalidate"))
+				cc->proxy_revalidate = 1;
+			else if (IS("only-if-cached"))
+				cc->only_if_cached = 1;
+			else if (IS("max-age") && val) {
+				int64_t v = parse_delta(val, vlen);
+				cc->max_age = v < 0 ? 0 : v; /* invalid means stale */
+			} else if (IS("s-maxage") && val) {
+				int64_t v = parse_delta(val, vlen);
+				cc->s_maxage = v < 0 ? 0 : v;
+			}
+#undef IS
+		}
+	}
+}
+
+static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+static int month_of(const char *m)
+{
+	for (int i = 0; i < 12; i++)
+		if (strncmp(m, months[i], 3) == 0)
+			return i;
+	return -1;
+}
+
+int64_t policy_parse_date(const char *s)
+{
+	struct tm tm;
+	char mon[4] = "", wk[16] = "";
+	int d, y, H, M, S;
+	memset(&tm, 0, sizeof tm);
+	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
+		/* IMF-fixdate */
+	} else if (sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
+		y += y < 70 ? 2000 : 1900; /* RFC 850 */
+	} else if (sscanf(s, "%15s %3s %d %d:%d:%d %d", wk, mon, &d, &H, &M, &S, &y) == 7) {
+		/* asctime */
+	} else {
+		return -1;
+	}
+	int m = month_of(mon);
+	if (m < 0 || d < 1 || d > 31 || H > 23 || M > 59 || S > 60 || y < 1970)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m;
+	tm.tm_mday = d;
+	tm.tm_hour = H;
+	tm.tm_min = M;
+	tm.tm_sec = S;
+	return (int64_t)timegm(&tm);
+}
+
+enum policy_lookup policy_request(const char *method, const struct http_headers *req)
+{
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return POLICY_PASS;
+	if (headers_get(req, "Range"))
+		return POLICY_PASS;
+	struct cache_control cc;
+	policy_parse_cache_control(req, &cc);
+	if (cc.no_store || cc.no_cache || cc.max_age == 0)
+		return POLICY_PASS;
+	const char *pragma = headers_get(req, "Pragma");
+	if (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"))
+		return POLICY_PASS;
+	return POLICY_LOOKUP;
+}
+
+static int status_storable(int status)
+{
+	switch (status) {
+	case 200: case 203: case 204: case 300: case 301: case 308:
+	case 404: case 405: case 410: case 414: case 501:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int64_t policy_storable(const struct http_headers *req, int status,
+                        const struct http_headers *resp, int64_t content_length,
+                        uint64_t max_object, int64_t now, const char **why)
+{
+	struct cache_control cc;
+	policy_parse_cache_control(resp, &cc);
+	const char *vary = headers_get(resp, "Vary");
+	*why = NULL;
+	if (!status_storable(status))
+		*why = "status";
+	else if (cc.no_store)
+		*why = "no-store";
+	else if (cc.private_)
+		*why = "private";
+	else if (cc.no_cache)
+		*why = "no-cache";
+	else if (headers_get(resp, "Set-Cookie"))
+		*why = "set-cookie";
+	else if (vary && http_list_has(vary, "*"))
+		*why = "vary-star";
+	else if (headers_get(req, "Authorization") && !cc.public_ && cc.s_maxage < 0 &&
+	         !cc.must_revalidate)
+		*why = "authorization";
+	else if (content_length >= 0 && (uint64_t)content_length > max_object)
+		*why = "too-large";
+	if (*why)
+		return 0;
+	int64_t lifetime = -1;
+	if (cc.s_maxage >= 0) {
+		lifetime = cc.s_maxage;
+	} else if (cc.max_age >= 0) {
+		lifetime = cc.max_age;
+	} else if (headers_get(resp, "Expires")) {
+		int64_t exp = policy_parse_date(headers_get(resp, "Expires"));
+		const char *d = headers_get(resp, "Date");
+		int64_t date = d ? policy_parse_date(d) : -1;
+		if (date < 0)
+			date = now;
+		lifetime = exp < 0 ? 0 : exp - date;
+	}
+	if (lifetime <= 0) {
+		*why = "no-explicit-freshness";
+		return 0;
+	}
+	return lifetime;
+}
+
+int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
+                   int64_t response_time, int64_t now)
+{
+	int64_t apparent = date_value >= 0 ? response_time - date_value : 0;
+	if (apparent < 0)
+		apparent = 0;
+	int64_t delay = response_time - request_time;
+	if (delay < 0)
+		delay = 0;
+	int64_t corrected_age = (age_value > 0 ? age_value : 0) + delay;
+	int64_t initial = apparent > corrected_age ? apparent : corrected_age;
+	int64_t resident = now - response_time;
+	if (resident < 0)
+		resident = 0;
+	return initial + resident;
+}
+
+int policy_fresh(int64_t freshness_lifetime, int64_t age)
+{
+	return freshness_lifetime > age;
+}
+
+/* Compare two field values after folding runs of whitespace. */
+static int values_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	for (;;) {
+		while (*a == ' ' || *a == '\t')
+			a++;
+		while (*b == ' ' || *b == '\t')
+			b++;
+		if (*a == '\0' || *b == '\0')
+			return *a == *b;
+		if (*a != *b)
+			return 0;
+		a++;
+		b++;
+	}
+}
+
+int policy_vary_match(const char *vary, const struct http_headers *vary_req,
+                      const struct http_headers *req)
+{
+	if (vary == NULL)
+		return 1;
+	const char *p = vary;
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		size_t n = (size_t)(p - start);
+		if (n == 0)
+			continue;
+		if (n == 1 && *start == '*')
+			return 0;
+		char name[128];
+		if (n >= sizeof name)
+			return 0;
+		memcpy(name, start, n);
+		name[n] = '\0';
+		if (!values_equal(headers_get(vary_req, name), headers_get(req, name)))
+			return 0;
+	}
+	return 1;
+}
