@@ -13,6 +13,7 @@
 #include "corral/forward.h"
 #include "corral/io.h"
 #include "corral/log.h"
+#include "corral/serve.h"
 #include "corral/session.h"
 #include "corral/stats.h"
 #include "corral/tunnel.h"
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 int exchange_write(struct exchange *x, const void *buf, size_t len)
 {
@@ -28,6 +30,24 @@ int exchange_write(struct exchange *x, const void *buf, size_t len)
 		return -1;
 	x->bytes_out += len;
 	stats_add(STAT_bytes_to_clients_total, (int64_t)len);
+	return 0;
+}
+
+int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chunked)
+{
+	if (!chunked)
+		return exchange_write(x, buf, len);
+	char pre[24];
+	int m = snprintf(pre, sizeof pre, "%zx\r\n", len);
+	struct iovec v[3] = {
+		{ .iov_base = pre, .iov_len = (size_t)m },
+		{ .iov_base = (void *)buf, .iov_len = len },
+		{ .iov_base = "\r\n", .iov_len = 2 },
+	};
+	if (io_writev_all(x->s->fd, v, 3, x->cfg->client_timeout_ms) < 0)
+		return -1;
+	x->bytes_out += (uint64_t)m + len + 2;
+	stats_add(STAT_bytes_to_clients_total, (int64_t)(m + len + 2));
 	return 0;
 }
 
@@ -141,7 +161,7 @@ static void dispatch(struct exchange *x)
 		answer_locally(x);
 		return;
 	}
-	forward_run(x);
+	cache_serve(x);
 }
 
 static void log_exchange(struct exchange *x)

@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/uio.h>
 
 struct fwd {
 	struct exchange *x;
@@ -152,23 +151,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 	if (!f->head_sent || f->no_body || len == 0)
 		return len;
 	struct exchange *x = f->x;
-	if (f->chunked_out) {
-		char pre[24];
-		int m = snprintf(pre, sizeof pre, "%zx\r\n", len);
-		struct iovec v[3] = {
-			{ .iov_base = pre, .iov_len = (size_t)m },
-			{ .iov_base = buf, .iov_len = len },
-			{ .iov_base = "\r\n", .iov_len = 2 },
-		};
-		if (io_writev_all(x->s->fd, v, 3, x->cfg->client_timeout_ms) < 0) {
-			f->client_failed = 1;
-			return 0;
-		}
-		x->bytes_out += (uint64_t)m + len + 2;
-		stats_add(STAT_bytes_to_clients_total, (int64_t)(m + len + 2));
-		return len;
-	}
-	if (exchange_write(x, buf, len) < 0) {
+	if (exchange_write_body(x, buf, len, f->chunked_out) < 0) {
 		f->client_failed = 1;
 		return 0;
 	}

@@ -39,6 +39,9 @@ void exchange_run(void *session);
 /* Write to the client, counting bytes. Returns 0 or -1 (client gone). */
 int exchange_write(struct exchange *x, const void *buf, size_t len);
 
+/* Body bytes to the client, chunk-framed when `chunked`. Returns 0 or -1. */
+int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chunked);
+
 /* Record a Content-Type for the access log: the media type alone, or "-". */
 void exchange_set_mime(struct exchange *x, const char *ctype);
 

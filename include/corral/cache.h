@@ -1,0 +1,110 @@
+/*
+ * cache.h — the shared in-memory store: a table of key heads, each holding
+ * the stored variants of one URL, an LRU list and the memory bound.
+ *
+ * A key head is Servo's per-key shared state: a phase (READY, or
+ * PENDING_STORE while a fetch for the key has not yet published its response
+ * head), the count of such fetches, and a condvar that every state change on
+ * the key broadcasts. The coalescing state machine that uses it is in
+ * serve.c; the fetch that feeds it in fetch.c. This file owns the locks:
+ *
+ *   table lock   the hash table, every head's `users` and `hnext`, the LRU
+ *                list, memory accounting, entry.stored/head/lru_*
+ *   head->lock   phase, fetches, waiters, the variant list (changed only with
+ *                the table lock held too, so either lock suffices to read it)
+ *   entry->lock  the entry's body and readers (entry.h)
+ *
+ * Lock order: table -> head -> entry. None is held across network I/O.
+ *
+ * Lifetime: a head lives while it has users (requests and fetches that took
+ * it with cache_head_get) or stored variants. The table holds one reference
+ * on each stored entry; eviction unlinks an entry and drops that reference,
+ * so an entry being read stays until its last reader lets go.
+ *
+ * Hit-for-miss: a response that may not be stored leaves a marker entry
+ * (entry.hfm) among the key's variants for HFM_TTL_S seconds: requests that
+ * find it go upstream in parallel instead of coalescing (Varnish's
+ * hit-for-miss, same default lifetime).
+ */
+#ifndef CORRAL_CACHE_H
+#define CORRAL_CACHE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "corral/entry.h"
+#include "corral/http.h"
+
+#define HFM_TTL_S 120
+
+enum key_phase {
+	KEY_READY,          /* the cache may be read for this key */
+	KEY_PENDING_STORE,  /* a fetch is on its way to publishing a head */
+};
+
+struct keyhead {
+	char *key;                 /* normalised URL; immutable */
+	uint64_t hash;             /* immutable */
+	struct keyhead *hnext;     /* table lock */
+	int users;                 /* table lock */
+
+	pthread_mutex_t lock;
+	pthread_cond_t changed;    /* broadcast on every publish and failure */
+	enum key_phase phase;      /* lock */
+	int fetches;               /* lock: fetches that have not published yet */
+	int waiters;               /* lock: requests waiting for a publish */
+	struct entry *variants;    /* lock + table lock to change, either to read */
+};
+
+/* What a fetch tells the request that started it. Protected by the head's
+ * lock; `done` goes 0 -> 1 once, with a broadcast on head->changed. */
+struct fetch_outcome {
+	int done;
+	struct entry *entry;       /* a reference for the starter, or NULL: failed */
+	const char *not_stored;    /* why the entry is not stored, NULL: stored */
+	int status;                /* failed: 502, 504 or 403 */
+	char why[384];             /* failed: a sentence for the error body */
+};
+
+int cache_init(void);
+void cache_cleanup(void);
+/* [cache] memory, at start and on reload; evicts down to it. */
+void cache_set_limits(uint64_t memory, uint64_t max_object);
+uint64_t cache_max_object(void);
+
+/* Find or create the head for `key` and count the caller as a user.
+ * NULL when out of memory. */
+struct keyhead *cache_head_get(const char *key);
+/* Count one more use of a head the caller already uses. */
+void cache_head_hold(struct keyhead *h);
+/* Stop using `h`. `used` (or NULL) is the stored entry the caller served:
+ * it moves to the front of the LRU list. */
+void cache_head_put(struct keyhead *h, struct entry *used);
+
+/* The variant of h that fits request headers `req` and is fresh at `now`
+ * (seconds), or NULL. Caller holds h->lock. No reference is taken: attach a
+ * reader (or take a reference) before unlocking. */
+struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
+
+/* A fetch publishes its response head: stored (not_stored == NULL) or not
+ * (a hit-for-miss marker goes in, `e` goes transit). Counts the fetch done,
+ * puts the key back to READY when no other fetch is pending, attaches
+ * `starter` (if not NULL) to `e`, fills `out`, and wakes every waiter. */
+void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
+                   struct entry_reader *starter, struct fetch_outcome *out);
+
+/* A fetch failed before a response head: counts it done and wakes the
+ * waiters — the first to see the key READY fetches next, the others keep
+ * waiting for that try. */
+void cache_fail(struct keyhead *h, int status, const char *why,
+                struct fetch_outcome *out);
+
+/* `n` more body bytes arrived in stored entry `e`: charge them, keep the
+ * store under its bound. Returns 1 while `e` is stored, 0 once it is not
+ * (evicted, or grown past max_object: it is then transit). */
+int cache_grow(struct entry *e, size_t n);
+
+/* Take `e` out of the store (a fetch that broke off): the next request
+ * fetches anew. */
+void cache_unstore(struct entry *e);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * fetch.h — the cache's upstream fetch: one libcurl transfer for one key,
+ * run as a pool job of its own so that no client can slow it.
+ *
+ * The fetch reads the response head, builds the entry, asks policy whether
+ * it may be stored and publishes it on the key (cache_publish), then appends
+ * the body chunk by chunk as it arrives. Every client — the one that caused
+ * the fetch too — reads the entry; the fetch never writes to a client.
+ */
+#ifndef CORRAL_FETCH_H
+#define CORRAL_FETCH_H
+
+#include "corral/cache.h"
+
+struct exchange;
+
+/* Start fetching x's request (a GET) for key `h`. `starter` is attached to
+ * the entry when it is published and `out` filled (under h->lock, with a
+ * broadcast on h->changed); the caller waits for out->done. The fetch takes
+ * its own use of `h`. Returns 0, or -1 when it could not start (`out` is
+ * then filled as a failure and the key's fetch count given back). */
+int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
+                struct fetch_outcome *out);
+
+#endif

@@ -1,0 +1,425 @@
+/*
+ * cache.c — the store: key heads in a hash table, stored entries on an LRU
+ * list, memory accounting and eviction (see cache.h for the locks).
+ *
+ * Eviction runs where memory grows (publish, body growth, a smaller bound on
+ * reload) with the table lock held: victims are taken from the LRU tail,
+ * unlinked from their key's variants under that key's lock, and released
+ * after the table lock is dropped. A victim still being fetched becomes
+ * transit, so its fetch keeps feeding its readers in bounded memory.
+ */
+#include "corral/cache.h"
+#include "corral/policy.h"
+#include "corral/stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS (1u << 16)
+#define ENTRY_OVERHEAD 512 /* charged per entry besides its headers and body */
+
+static struct {
+	pthread_mutex_t lock;
+	/* everything below: protected by lock */
+	struct keyhead **buckets;
+	struct entry *lru_first, *lru_last; /* most recently used first */
+	uint64_t memory, limit, max_object;
+	uint64_t objects;
+} table = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* A list of entries to release once the table lock is dropped. */
+struct victims {
+	struct entry *v[64];
+	int n;
+};
+
+static uint64_t hash_key(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+int cache_init(void)
+{
+	table.buckets = calloc(NBUCKETS, sizeof *table.buckets);
+	return table.buckets ? 0 : -1;
+}
+
+static void head_free(struct keyhead *h)
+{
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->changed);
+	free(h->key);
+	free(h);
+}
+
+/* ---- LRU and accounting: table lock held ---------------------------- */
+
+static void lru_unlink(struct entry *e)
+{
+	if (e->lru_prev)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		table.lru_first = e->lru_next;
+	if (e->lru_next)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		table.lru_last = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct entry *e)
+{
+	e->lru_prev = NULL;
+	e->lru_next = table.lru_first;
+	if (table.lru_first)
+		table.lru_first->lru_prev = e;
+	else
+		table.lru_last = e;
+	table.lru_first = e;
+}
+
+static void charge(struct entry *e, int64_t n)
+{
+	e->charged += (uint64_t)n;
+	table.memory += (uint64_t)n;
+	stats_add(STAT_cache_memory_bytes, n);
+}
+
+static uint64_t head_size(const struct entry *e)
+{
+	uint64_t n = ENTRY_OVERHEAD;
+	for (int i = 0; i < e->headers.n; i++)
+		n += strlen(e->headers.v[i].name) + strlen(e->headers.v[i].value) + 4;
+	for (int i = 0; i < e->vary_req.n; i++)
+		n += strlen(e->vary_req.v[i].name) + strlen(e->vary_req.v[i].value) + 4;
+	return n;
+}
+
+/* Take stored entry e out of the table and its key's variants. The caller
+ * holds the table lock and e->head's lock; the table's reference moves to
+ * `out`. */
+static void unlink_locked(struct entry *e, struct victims *out)
+{
+	struct keyhead *h = e->head;
+	for (struct entry **pp = &h->variants; *pp; pp = &(*pp)->variant_next)
+		if (*pp == e) {
+			*pp = e->variant_next;
+			break;
+		}
+	e->variant_next = NULL;
+	lru_unlink(e);
+	table.memory -= e->charged;
+	stats_add(STAT_cache_memory_bytes, -(int64_t)e->charged);
+	e->charged = 0;
+	e->stored = 0;
+	e->head = NULL;
+	table.objects--;
+	stats_add(STAT_cache_objects, -1);
+	out->v[out->n++] = e;
+}
+
+static void head_maybe_free(struct keyhead *h);
+
+/* Evict from the LRU tail until memory fits, sparing `keep` (the entry
+ * growing now). Table lock held, no head lock. */
+static void evict_locked(struct entry *keep, struct victims *out)
+{
+	struct entry *e = table.lru_last;
+	while (table.memory > table.limit && e && out->n < (int)(sizeof out->v / sizeof out->v[0])) {
+		struct entry *prev = e->lru_prev;
+		if (e != keep) {
+			struct keyhead *h = e->head;
+			pthread_mutex_lock(&h->lock);
+			unlink_locked(e, out);
+			pthread_mutex_unlock(&h->lock);
+			stats_inc(STAT_cache_evictions_total);
+			head_maybe_free(h);
+		}
+		e = prev;
+	}
+}
+
+/* Drop the table's references taken by unlink_locked. No lock held. */
+static void release(struct victims *v)
+{
+	for (int i = 0; i < v->n; i++) {
+		entry_make_transit(v->v[i]);
+		entry_unref(&v->v[i]);
+	}
+	v->n = 0;
+}
+
+/* ---- heads ------------------------------------------------------------ */
+
+/* Free h if nobody uses it and it stores nothing. Table lock held. */
+static void head_maybe_free(struct keyhead *h)
+{
+	if (h->users > 0 || h->variants != NULL)
+		return;
+	struct keyhead **pp = &table.buckets[h->hash & (NBUCKETS - 1)];
+	for (; *pp; pp = &(*pp)->hnext)
+		if (*pp == h) {
+			*pp = h->hnext;
+			break;
+		}
+	head_free(h);
+}
+
+struct keyhead *cache_head_get(const char *key)
+{
+	uint64_t hash = hash_key(key);
+	struct keyhead *fresh = NULL;
+	for (;;) {
+		pthread_mutex_lock(&table.lock);
+		struct keyhead *h = table.buckets[hash & (NBUCKETS - 1)];
+		for (; h; h = h->hnext)
+			if (h->hash == hash && strcmp(h->key, key) == 0)
+				break;
+		if (h == NULL && fresh != NULL) {
+			h = fresh;
+			fresh = NULL;
+			h->hnext = table.buckets[hash & (NBUCKETS - 1)];
+			table.buckets[hash & (NBUCKETS - 1)] = h;
+		}
+		if (h)
+			h->users++;
+		pthread_mutex_unlock(&table.lock);
+		if (h) {
+			if (fresh)
+				head_free(fresh);
+			return h;
+		}
+		/* allocate outside the lock, then look again */
+		fresh = calloc(1, sizeof *fresh);
+		if (fresh == NULL || (fresh->key = strdup(key)) == NULL) {
+			free(fresh);
+			return NULL;
+		}
+		fresh->hash = hash;
+		fresh->phase = KEY_READY;
+		pthread_mutex_init(&fresh->lock, NULL);
+		pthread_cond_init(&fresh->changed, NULL);
+	}
+}
+
+void cache_head_hold(struct keyhead *h)
+{
+	pthread_mutex_lock(&table.lock);
+	h->users++;
+	pthread_mutex_unlock(&table.lock);
+}
+
+void cache_head_put(struct keyhead *h, struct entry *used)
+{
+	pthread_mutex_lock(&table.lock);
+	if (used && used->stored && used != table.lru_first) {
+		lru_unlink(used);
+		lru_push_front(used);
+	}
+	h->users--;
+	head_maybe_free(h);
+	pthread_mutex_unlock(&table.lock);
+}
+
+struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now)
+{
+	for (struct entry *e = h->variants; e; e = e->variant_next) {
+		int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
+		                         e->response_time, now);
+		if (!policy_fresh(e->freshness_lifetime, age))
+			continue;
+		if (e->hfm || policy_vary_match(headers_get(&e->headers, "Vary"), &e->vary_req, req))
+			return e;
+	}
+	return NULL;
+}
+
+/* Does stored variant `old` answer the same requests as `e`? */
+static int same_variant(const struct entry *old, const struct entry *e)
+{
+	if (old->hfm || e->hfm)
+		return 1;
+	const char *v1 = headers_get(&old->headers, "Vary");
+	const char *v2 = headers_get(&e->headers, "Vary");
+	if ((v1 == NULL) != (v2 == NULL) || (v1 && strcasecmp(v1, v2) != 0))
+		return 1; /* a different Vary: the new response supersedes */
+	return policy_vary_match(v1, &old->vary_req, &e->vary_req);
+}
+
+/* Store e under h, replacing the variants it supersedes. Table and head
+ * locks held. Takes a reference for the table. */
+static void store_locked(struct keyhead *h, struct entry *e, struct victims *out)
+{
+	struct entry *old = h->variants;
+	while (old) {
+		struct entry *next = old->variant_next;
+		if (same_variant(old, e))
+			unlink_locked(old, out);
+		old = next;
+	}
+	entry_ref(e);
+	e->head = h;
+	e->stored = 1;
+	e->variant_next = h->variants;
+	h->variants = e;
+	lru_push_front(e);
+	uint64_t body;
+	enum entry_state st;
+	body = entry_bytes(e, &st);
+	charge(e, (int64_t)(head_size(e) + body));
+	table.objects++;
+	stats_add(STAT_cache_objects, 1);
+}
+
+void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
+                   struct entry_reader *starter, struct fetch_outcome *out)
+{
+	struct victims v = { .n = 0 };
+	struct entry *marker = NULL;
+	if (not_stored) {
+		/* allocated before locking; stored in the table's name */
+		marker = entry_new();
+		if (marker) {
+			marker->hfm = 1;
+			marker->request_time = marker->response_time = e->response_time;
+			marker->date_value = marker->age_value = -1;
+			marker->freshness_lifetime = HFM_TTL_S;
+			entry_finish(marker, ENTRY_COMPLETE);
+		}
+		entry_make_transit(e);
+	}
+	pthread_mutex_lock(&table.lock);
+	pthread_mutex_lock(&h->lock);
+	if (not_stored == NULL) {
+		store_locked(h, e, &v);
+		stats_inc(STAT_cache_stored_total);
+	} else {
+		if (marker)
+			store_locked(h, marker, &v);
+		stats_inc(STAT_cache_not_stored_total);
+	}
+	h->fetches--;
+	if (h->fetches == 0)
+		h->phase = KEY_READY;
+	if (starter)
+		entry_attach(e, starter); /* from byte 0: cannot fail */
+	entry_ref(e);
+	out->entry = e;
+	out->not_stored = not_stored;
+	out->done = 1;
+	pthread_cond_broadcast(&h->changed);
+	pthread_mutex_unlock(&h->lock);
+	evict_locked(e, &v);
+	pthread_mutex_unlock(&table.lock);
+	entry_unref(&marker);
+	release(&v);
+}
+
+void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
+{
+	pthread_mutex_lock(&h->lock);
+	h->fetches--;
+	if (h->fetches == 0)
+		h->phase = KEY_READY;
+	out->entry = NULL;
+	out->status = status;
+	snprintf(out->why, sizeof out->why, "%s", why);
+	out->done = 1;
+	pthread_cond_broadcast(&h->changed);
+	pthread_mutex_unlock(&h->lock);
+}
+
+int cache_grow(struct entry *e, size_t n)
+{
+	struct victims v = { .n = 0 };
+	int stored;
+	pthread_mutex_lock(&table.lock);
+	if (e->stored) {
+		charge(e, (int64_t)n);
+		if (e->charged > table.max_object) {
+			/* grew past max_object (no Content-Length): stop storing */
+			struct keyhead *h = e->head;
+			pthread_mutex_lock(&h->lock);
+			unlink_locked(e, &v);
+			pthread_mutex_unlock(&h->lock);
+			head_maybe_free(h);
+		} else {
+			evict_locked(e, &v);
+		}
+	}
+	stored = e->stored;
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
+	return stored;
+}
+
+void cache_unstore(struct entry *e)
+{
+	struct victims v = { .n = 0 };
+	pthread_mutex_lock(&table.lock);
+	if (e->stored) {
+		struct keyhead *h = e->head;
+		pthread_mutex_lock(&h->lock);
+		unlink_locked(e, &v);
+		pthread_mutex_unlock(&h->lock);
+		head_maybe_free(h);
+	}
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
+}
+
+void cache_set_limits(uint64_t memory, uint64_t max_object)
+{
+	struct victims v = { .n = 0 };
+	pthread_mutex_lock(&table.lock);
+	table.limit = memory;
+	table.max_object = max_object;
+	for (;;) {
+		evict_locked(NULL, &v);
+		if (v.n < (int)(sizeof v.v / sizeof v.v[0]))
+			break;
+		/* the victim list is full: release and go on */
+		pthread_mutex_unlock(&table.lock);
+		release(&v);
+		pthread_mutex_lock(&table.lock);
+	}
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
+}
+
+uint64_t cache_max_object(void)
+{
+	pthread_mutex_lock(&table.lock);
+	uint64_t m = table.max_object;
+	pthread_mutex_unlock(&table.lock);
+	return m;
+}
+
+void cache_cleanup(void)
+{
+	struct victims v = { .n = 0 };
+	pthread_mutex_lock(&table.lock);
+	while (table.lru_last) {
+		struct entry *e = table.lru_last;
+		struct keyhead *h = e->head;
+		pthread_mutex_lock(&h->lock);
+		unlink_locked(e, &v);
+		pthread_mutex_unlock(&h->lock);
+		head_maybe_free(h);
+		if (v.n == (int)(sizeof v.v / sizeof v.v[0])) {
+			pthread_mutex_unlock(&table.lock);
+			release(&v);
+			pthread_mutex_lock(&table.lock);
+		}
+	}
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
+	free(table.buckets);
+	table.buckets = NULL;
+}

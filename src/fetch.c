@@ -1,0 +1,236 @@
+/*
+ * fetch.c — the cache's upstream fetch (see fetch.h).
+ *
+ * A fetch owns itself: it is created by the request that found the key
+ * empty, runs on a pool thread, and frees itself at the end. It shares with
+ * the starter only `out` and `starter`, both touched once, under the key's
+ * lock, when it publishes or fails; the starter waits until then.
+ */
+#include "corral/fetch.h"
+#include "corral/config.h"
+#include "corral/exchange.h"
+#include "corral/log.h"
+#include "corral/policy.h"
+#include "corral/pool.h"
+#include "corral/resphead.h"
+#include "corral/stats.h"
+#include "corral/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct fetch {
+	struct keyhead *h;              /* a use of the key, given back at the end */
+	struct config *cfg;             /* a reference */
+	char *url;
+	char host[256];
+	int port;
+	struct http_headers req;        /* the starter's request headers (a copy) */
+	struct entry_reader *starter;   /* attached at publish; the starter waits */
+	struct fetch_outcome *out;      /* the starter's, until published/failed */
+	struct resphead head;
+	struct entry *e;                /* published entry: the fetch's reference */
+	int stored;                     /* e is still in the store */
+	int no_readers;                 /* a transit entry lost its last reader */
+	int64_t request_time;
+	struct upstream_ctx u;
+	CURL *curl;
+};
+
+static void fetch_free(struct fetch *f)
+{
+	if (f->h)
+		cache_head_put(f->h, NULL);
+	config_put(f->cfg);
+	free(f->url);
+	headers_free(&f->req);
+	resphead_free(&f->head);
+	entry_unref(&f->e);
+	free(f);
+}
+
+/* The request values of the headers the response varies on. */
+static int copy_vary(struct fetch *f, struct entry *e)
+{
+	const char *vary = headers_get(&f->head.headers, "Vary");
+	if (vary == NULL)
+		return 0;
+	for (const char *p = vary; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		size_t n = (size_t)(p - start);
+		char name[128];
+		if (n == 0 || n >= sizeof name)
+			continue;
+		memcpy(name, start, n);
+		name[n] = '\0';
+		const char *v = headers_get(&f->req, name);
+		if (v && headers_add(&e->vary_req, name, n, v, strlen(v)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The final head is in: build the entry and publish it. Returns 0 or -1. */
+static int publish(struct fetch *f)
+{
+	const struct http_headers *hh = &f->head.headers;
+	struct entry *e = entry_new();
+	if (e == NULL)
+		return -1;
+	e->status = f->head.status;
+	snprintf(e->reason, sizeof e->reason, "%s", f->head.reason);
+	if (resphead_end_to_end(&f->head, &e->headers) < 0 || copy_vary(f, e) < 0) {
+		entry_unref(&e);
+		return -1;
+	}
+	const char *cl = headers_get(hh, "Transfer-Encoding") ? NULL
+	                 : headers_get(hh, "Content-Length");
+	e->content_length = cl ? strtoll(cl, NULL, 10) : -1;
+	e->request_time = f->request_time;
+	e->response_time = time(NULL);
+	const char *date = headers_get(hh, "Date");
+	const char *age = headers_get(hh, "Age");
+	e->date_value = date ? policy_parse_date(date) : -1;
+	e->age_value = age ? strtoll(age, NULL, 10) : -1;
+	char *ip = NULL;
+	if (curl_easy_getinfo(f->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
+		snprintf(e->upstream, sizeof e->upstream, "%s", ip);
+	const char *why = NULL;
+	e->freshness_lifetime = policy_storable(&f->req, e->status, hh, e->content_length,
+	                                        cache_max_object(), e->response_time, &why);
+	f->e = e;
+	f->stored = why == NULL;
+	cache_publish(f->h, e, why, f->starter, f->out);
+	f->out = NULL;
+	f->starter = NULL;
+	return 0;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+	struct fetch *f = ud;
+	size_t len = size * n;
+	switch (resphead_line(&f->head, buf, len)) {
+	case RESPHEAD_MORE:
+	case RESPHEAD_TRAILER:
+	case RESPHEAD_INTERIM:
+		return len;
+	case RESPHEAD_NOMEM:
+		return 0;
+	case RESPHEAD_FINAL:
+		return publish(f) == 0 ? len : 0;
+	}
+	return 0;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *ud)
+{
+	struct fetch *f = ud;
+	size_t len = size * n;
+	if (f->e == NULL || len == 0)
+		return len;
+	if (entry_append(f->e, buf, len) < 0) {
+		f->no_readers = 1; /* transit and nobody left to read it */
+		return 0;
+	}
+	if (f->stored)
+		f->stored = cache_grow(f->e, len);
+	upstream_touch(&f->u); /* time spent waiting for readers is not a stall */
+	return len;
+}
+
+static void fetch_job(void *arg)
+{
+	struct fetch *f = arg;
+	struct curl_slist *hdrs = NULL;
+	CURLcode rc = CURLE_OUT_OF_MEMORY;
+
+	f->curl = upstream_easy(f->cfg, &f->u);
+	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0) {
+		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
+		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(f->curl, CURLOPT_HEADERDATA, f);
+		curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, f);
+		stats_inc(STAT_upstream_requests_total);
+		stats_inc(STAT_cache_fetches_total);
+		f->request_time = time(NULL);
+		rc = curl_easy_perform(f->curl);
+	}
+
+	if (f->e != NULL) {
+		if (rc == CURLE_OK) {
+			entry_finish(f->e, ENTRY_COMPLETE);
+		} else {
+			/* broke off after the head: readers end truncated, nobody
+			 * gets this entry again */
+			cache_unstore(f->e);
+			entry_finish(f->e, ENTRY_FAILED);
+			if (!f->no_readers) {
+				stats_inc(STAT_cache_fetch_aborts_total);
+				stats_inc(STAT_upstream_truncated_total);
+				log_warn("%s: upstream response cut short: %s", f->url,
+				         f->u.errbuf[0] ? f->u.errbuf : curl_easy_strerror(rc));
+			}
+		}
+	} else {
+		char why[384];
+		int status = 500;
+		if (f->curl)
+			status = upstream_failure(f->curl, rc, &f->u, f->host, f->port, why, sizeof why);
+		else
+			snprintf(why, sizeof why, "out of memory");
+		stats_inc(STAT_cache_fetch_failures_total);
+		stats_inc(status == 504 ? STAT_upstream_timeouts_total : STAT_upstream_errors_total);
+		log_info("%s: cache fetch failed: %d %s", f->url, status, why);
+		cache_fail(f->h, status, why, f->out);
+	}
+	if (f->curl)
+		curl_easy_cleanup(f->curl);
+	curl_slist_free_all(hdrs);
+	fetch_free(f);
+}
+
+int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
+                struct fetch_outcome *out)
+{
+	const struct request *r = &x->req;
+	struct fetch *f = calloc(1, sizeof *f);
+	if (f == NULL)
+		goto fail;
+	headers_init(&f->req);
+	resphead_init(&f->head);
+	f->cfg = config_get();
+	f->url = strdup(r->url);
+	snprintf(f->host, sizeof f->host, "%s", x->url.host);
+	f->port = x->url.port;
+	f->starter = starter;
+	f->out = out;
+	if (f->url == NULL)
+		goto fail;
+	for (int i = 0; i < r->headers.n; i++) {
+		const struct http_header *hd = &r->headers.v[i];
+		if (headers_add(&f->req, hd->name, strlen(hd->name), hd->value,
+		                strlen(hd->value)) < 0)
+			goto fail;
+	}
+	cache_head_hold(h);
+	f->h = h;
+	if (pool_submit(fetch_job, f) < 0)
+		goto fail;
+	return 0;
+fail:
+	if (f)
+		fetch_free(f);
+	cache_fail(h, 503, "the proxy could not start an upstream fetch (out of memory "
+	           "or shutting down)", out);
+	return -1;
+}

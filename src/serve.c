@@ -1,0 +1,207 @@
+/*
+ * serve.c — the coalescing state machine (DESIGN.md, "the one fetch per
+ * key"), run on the worker that holds the client's session.
+ *
+ *   1. take the key's head (cache_head_get: table lock only to find it);
+ *   2. under the head's lock, look for a fresh variant: found -> attach a
+ *      reader and deliver (a hit, complete or still streaming); a
+ *      hit-for-miss marker -> pass upstream; nothing and no fetch pending ->
+ *      PENDING_STORE, count a fetch, start it as a pool job, and wait for
+ *      its outcome;
+ *   3. a fetch pending -> wait on the key's condvar (bounded by
+ *      coalesce_timeout), then look again: the published entry makes every
+ *      waiter a reader; a hit-for-miss marker sends them upstream in
+ *      parallel; a failed fetch leaves the key READY and empty, so the first
+ *      waiter to look starts the next try while the others wait for it;
+ *   4. a waiter out of time goes upstream itself.
+ * Requests the cache may not answer (methods, Range, no-cache, bodies) pass.
+ */
+#include "corral/serve.h"
+#include "corral/cache.h"
+#include "corral/config.h"
+#include "corral/deliver.h"
+#include "corral/exchange.h"
+#include "corral/fetch.h"
+#include "corral/forward.h"
+#include "corral/log.h"
+#include "corral/policy.h"
+#include "corral/stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define KEY_MAX 8192
+
+enum verdict {
+	V_HIT,        /* a stored fresh variant */
+	V_COALESCED,  /* waited for another request's fetch, read its entry */
+	V_FETCH,      /* this request starts the fetch */
+	V_PASS_HFM,   /* hit-for-miss: go upstream without the cache */
+	V_PASS_HEAD,  /* HEAD without a stored GET: forward it */
+	V_TIMEOUT,    /* waited coalesce_timeout: go upstream */
+};
+
+static void pass(struct exchange *x, const char *cache_status)
+{
+	stats_inc(STAT_cache_passes_total);
+	x->cache_status = cache_status;
+	forward_run(x);
+}
+
+/* The deadline of a wait, on the condvar's clock (CLOCK_REALTIME). */
+static struct timespec deadline_after(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+/* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
+ * *found is a referenced entry with `rd` attached; on V_FETCH the key is
+ * PENDING_STORE with this request's fetch counted. */
+static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
+                           struct entry **found)
+{
+	const struct request *r = &x->req;
+	int is_head = strcmp(r->method, "HEAD") == 0;
+	struct timespec deadline = deadline_after(x->cfg->coalesce_timeout_ms);
+	int waited = 0, waiting = 0;
+	enum verdict v;
+
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		struct entry *e = cache_lookup(h, &r->headers, time(NULL));
+		if (e && e->hfm) {
+			v = V_PASS_HFM;
+			break;
+		}
+		if (e && entry_attach(e, rd) == 0) {
+			entry_ref(e);
+			*found = e;
+			v = waited ? V_COALESCED : V_HIT;
+			break;
+		}
+		if (h->phase == KEY_PENDING_STORE) {
+			if (!waiting) {
+				waiting = waited = 1;
+				h->waiters++;
+				stats_inc(STAT_cache_waiters);
+			}
+			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
+			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE) {
+				v = V_TIMEOUT;
+				break;
+			}
+			continue;
+		}
+		if (is_head) {
+			v = V_PASS_HEAD;
+			break;
+		}
+		h->phase = KEY_PENDING_STORE;
+		h->fetches++;
+		v = V_FETCH;
+		break;
+	}
+	if (waiting) {
+		h->waiters--;
+		stats_add(STAT_cache_waiters, -1);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return v;
+}
+
+/* This request caused the fetch: wait for its outcome (no timeout — the
+ * fetch has the upstream timeouts), then read the entry like everyone. */
+static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
+                        struct entry **found, struct entry **used)
+{
+	struct fetch_outcome out = { .done = 0 };
+	fetch_start(x, h, rd, &out);
+	pthread_mutex_lock(&h->lock);
+	while (!out.done)
+		pthread_cond_wait(&h->changed, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+
+	x->result = "TCP_MISS";
+	x->hierarchy = "HIER_DIRECT";
+	if (out.entry == NULL) {
+		x->hierarchy = "HIER_NONE";
+		exchange_error(x, out.status, out.why);
+		return;
+	}
+	char status[96];
+	if (out.not_stored)
+		snprintf(status, sizeof status, "corral; fwd=miss; detail=%s", out.not_stored);
+	else
+		snprintf(status, sizeof status, "corral; fwd=miss; stored");
+	deliver(x, out.entry, rd, status);
+	if (!out.not_stored)
+		*used = out.entry;
+	*found = out.entry; /* the caller drops the reference after using `used` */
+}
+
+void cache_serve(struct exchange *x)
+{
+	struct request *r = &x->req;
+	char key[KEY_MAX];
+
+	if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+		pass(x, "corral; fwd=method");
+		return;
+	}
+	if (r->has_body || policy_request(r->method, &r->headers) == POLICY_PASS) {
+		pass(x, "corral; fwd=request");
+		return;
+	}
+	struct keyhead *h = NULL;
+	if (url_normalise(&x->url, key, sizeof key) < 0 || (h = cache_head_get(key)) == NULL) {
+		pass(x, "corral; fwd=miss; detail=key");
+		return;
+	}
+
+	struct entry_reader rd;
+	struct entry *e = NULL, *used = NULL;
+	switch (decide(x, h, &rd, &e)) {
+	case V_HIT:
+		stats_inc(STAT_cache_hits_total);
+		x->result = "TCP_MEM_HIT";
+		x->hierarchy = "HIER_NONE";
+		deliver(x, e, &rd, "corral; hit");
+		x->upstream[0] = '\0';
+		used = e;
+		break;
+	case V_COALESCED:
+		stats_inc(STAT_cache_coalesced_total);
+		x->result = "TCP_CF_HIT";
+		x->hierarchy = "HIER_NONE";
+		deliver(x, e, &rd, "corral; fwd=miss; collapsed; stored");
+		x->upstream[0] = '\0';
+		used = e;
+		break;
+	case V_FETCH:
+		stats_inc(STAT_cache_misses_total);
+		serve_fetch(x, h, &rd, &e, &used);
+		break;
+	case V_PASS_HFM:
+		pass(x, "corral; fwd=miss; detail=uncacheable");
+		break;
+	case V_PASS_HEAD:
+		pass(x, "corral; fwd=miss");
+		break;
+	case V_TIMEOUT:
+		stats_inc(STAT_cache_coalesce_timeouts_total);
+		pass(x, "corral; fwd=miss; detail=coalesce-timeout");
+		break;
+	}
+	cache_head_put(h, used);
+	entry_unref(&e);
+}
