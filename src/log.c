@@ -95,18 +95,22 @@ static int open_access_file(const char *path)
 
 int log_configure(const struct config *c)
 {
-	atomic_store(&level, c->log_level);
-	atomic_store(&format, c->log_format);
+	/* The file first: when it cannot be opened nothing changes (a reload
+	 * that fails here keeps the running settings whole). */
+	int fd;
 	if (strcmp(c->access_log, "-") == 0) {
-		atomic_store(&access_fd, 1);
+		fd = 1;
 	} else if (c->access_log[0] == '\0') {
-		atomic_store(&access_fd, -1);
+		fd = -1;
 	} else {
 		if (open_access_file(c->access_log) < 0)
 			return -1;
 		snprintf(file_path, sizeof file_path, "%s", c->access_log);
-		atomic_store(&access_fd, file_fd);
+		fd = file_fd;
 	}
+	atomic_store(&level, c->log_level);
+	atomic_store(&format, c->log_format);
+	atomic_store(&access_fd, fd);
 	return 0;
 }
 

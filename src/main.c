@@ -10,6 +10,7 @@
  */
 #include "corral/acceptor.h"
 #include "corral/admin.h"
+#include "corral/cache.h"
 #include "corral/config.h"
 #include "corral/log.h"
 #include "corral/pool.h"
@@ -72,12 +73,19 @@ static void reload(void)
 		sd_notify(0, "READY=1\nSTATUS=reload failed; running the previous configuration");
 		return;
 	}
+	if (log_configure(next) < 0) {
+		log_error("reload failed, keeping the running configuration: %s: [log] access: "
+		          "cannot open %s", config_path, next->access_log);
+		config_put(next);
+		sd_notify(0, "READY=1\nSTATUS=reload failed; running the previous configuration");
+		return;
+	}
 	struct config *cur = config_get();
 	if (!same_listen(cur, next))
 		log_warn("reload: listen addresses changed; they take effect on restart");
 	config_put(cur);
-	log_configure(next);
 	pool_resize(next->min_workers, next->max_workers);
+	cache_set_limits(next->cache_memory, next->max_object);
 	config_install(next);
 	log_info("configuration reloaded from %s", config_path);
 	sd_notify(0, "READY=1\nSTATUS=running");
@@ -170,10 +178,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "corrald: cannot create the event loop\n");
 		return 1;
 	}
+	/* Signals first: once a port accepts, a SIGHUP or SIGTERM must find our
+	 * handler, not the default action (which kills). A signal that comes
+	 * before the loop runs waits in libevent and is handled by the loop. */
+	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		struct event *ev = evsignal_new(base, sigs[i], on_signal, NULL);
+		if (ev == NULL || event_add(ev, NULL) < 0) {
+			fprintf(stderr, "corrald: cannot handle signal %d\n", sigs[i]);
+			return 1;
+		}
+	}
 	if (upstream_init() < 0) {
 		fprintf(stderr, "corrald: cannot initialise libcurl\n");
 		return 1;
 	}
+	if (cache_init() < 0) {
+		fprintf(stderr, "corrald: out of memory for the cache table\n");
+		return 1;
+	}
+	cache_set_limits(c->cache_memory, c->max_object);
 	if (log_configure(c) < 0)
 		return 1;
 	config_install(c);
@@ -188,11 +212,6 @@ int main(int argc, char **argv)
 		return 1;
 	config_put(c);
 
-	int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-		struct event *ev = evsignal_new(base, sigs[i], on_signal, NULL);
-		event_add(ev, NULL);
-	}
 	log_info("corrald %s started with %s", CORRAL_VERSION, config_path);
 	sd_notifyf(0, "READY=1\nSTATUS=running\nMAINPID=%d", (int)getpid());
 
