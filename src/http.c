@@ -216,14 +216,16 @@ int url_normalise(const struct url *u, char *out, size_t outlen)
 	char port[16] = "";
 	if (!dflt)
 		snprintf(port, sizeof port, ":%d", u->port);
-	const char *path = *u->path ? u->path : "/";
+	const char *path = *u->path && *u->path != '#' ? u->path : "/";
+	/* a fragment is the client's own business: never part of the key */
+	int plen = (int)strcspn(path, "#");
 	int n;
 	if (*path == '?')
-		n = snprintf(out, outlen, "%s://%s%s%s%s/%s", u->scheme, v6 ? "[" : "",
-		             u->host, v6 ? "]" : "", port, path);
+		n = snprintf(out, outlen, "%s://%s%s%s%s/%.*s", u->scheme, v6 ? "[" : "",
+		             u->host, v6 ? "]" : "", port, plen, path);
 	else
-		n = snprintf(out, outlen, "%s://%s%s%s%s%s", u->scheme, v6 ? "[" : "",
-		             u->host, v6 ? "]" : "", port, path);
+		n = snprintf(out, outlen, "%s://%s%s%s%s%.*s", u->scheme, v6 ? "[" : "",
+		             u->host, v6 ? "]" : "", port, plen, path);
 	if (n < 0 || (size_t)n >= outlen)
 		return -1;
 	return n;

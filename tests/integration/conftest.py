@@ -2,8 +2,9 @@
 
 Fixtures
   origin   an origin.Origin on 127.0.0.1 (started and stopped per test)
-  corral   a factory: corral(extra_ini="...") writes an ini into tmp_path, starts
-           $CORRALD -c FILE (default build/corrald) and waits until it accepts
+  corral   a factory: corral(extra_ini="...", env={...}) writes an ini into tmp_path,
+           starts $CORRALD -c FILE (default build/corrald; `env` is added to its
+           environment, e.g. NOTIFY_SOCKET) and waits until it accepts
            connections. At teardown every instance gets SIGTERM and must exit 0
            with no sanitizer report on stderr.
 
@@ -47,8 +48,11 @@ PROXY_ENV_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
 
 
 def clean_env():
+    """os.environ without proxy settings (curl and libcurl would obey them) and
+    without NOTIFY_SOCKET (a test runner under systemd must not be told READY
+    by every corrald; the notify tests set their own)."""
     env = dict(os.environ)
-    for k in PROXY_ENV_VARS:
+    for k in PROXY_ENV_VARS + ("NOTIFY_SOCKET",):
         env.pop(k, None)
     return env
 
@@ -327,7 +331,7 @@ def merge_ini(base, extra, drop=()):
 
 
 class Corral:
-    def __init__(self, tmp_path, extra_ini="", drop=(), name="corral"):
+    def __init__(self, tmp_path, extra_ini="", drop=(), name="corral", env=None):
         self.port = free_port()
         self.admin_port = free_port()
         self.proxy_url = "http://127.0.0.1:%d" % self.port
@@ -351,7 +355,7 @@ class Corral:
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([CORRALD, "-c", str(self.ini_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, env=clean_env())
+                                     stderr=self._err, env=dict(clean_env(), **(env or {})))
         self.pid = self.proc.pid
         try:
             wait_for(lambda: self.proc.poll() is not None or can_connect(self.port),
@@ -460,8 +464,8 @@ def origin():
 def corral(tmp_path, origin):
     started = []
 
-    def start(extra_ini="", drop=()):
-        c = Corral(tmp_path, extra_ini, drop, name="corral%d" % len(started))
+    def start(extra_ini="", drop=(), env=None):
+        c = Corral(tmp_path, extra_ini, drop, name="corral%d" % len(started), env=env)
         started.append(c)
         return c
 
