@@ -134,6 +134,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		begin_stop();
 		break;
 	case SIGHUP:
+		if (stop_timer) {
+			/* stopping: a reload would send READY=1 after STOPPING=1 */
+			log_info("reload ignored: stopping");
+			break;
+		}
 		reload();
 		break;
 	case SIGUSR1:
