@@ -48,6 +48,7 @@ void entry_unref(struct entry **ep)
 	}
 	headers_free(&e->headers);
 	headers_free(&e->vary_req);
+	free(e->vary);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->grown);
 	e->magic = 0;
@@ -83,7 +84,10 @@ int entry_append(struct entry *e, const char *data, size_t len)
 	c->len = len;
 	memcpy(c->data, data, len);
 	pthread_mutex_lock(&e->lock);
-	while (e->transit && e->nreaders > 0 && e->held > TRANSIT_MAX)
+	/* The last chunk is never freed (a reader may still hold it), so when it
+	 * is the only one held, waiting would never end: append. */
+	while (e->transit && e->nreaders > 0 && e->held > TRANSIT_MAX &&
+	       e->first != e->last)
 		pthread_cond_wait(&e->grown, &e->lock);
 	if (e->transit && e->nreaders == 0) {
 		pthread_mutex_unlock(&e->lock);

@@ -47,12 +47,12 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 			while (*p == ' ' || *p == '\t' || *p == ',')
 				p++;
 			const char *name = p;
-			while (*p && *p != '=' && *p != ',' && *p != ' ')
+			while (*p && *p != '=' && *p != ',' && *p != ' ' && *p != '\t')
 				p++;
 			size_t nlen = (size_t)(p - name);
 			const char *val = NULL;
 			size_t vlen = 0;
-			while (*p == ' ')
+			while (*p == ' ' || *p == '\t')
 				p++;
 			if (*p == '=') {
 				p++;
@@ -61,7 +61,7 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 					const char *q = strchr(p + 1, '"');
 					p = q ? q + 1 : p + strlen(p);
 				} else {
-					while (*p && *p != ',' && *p != ' ')
+					while (*p && *p != ',' && *p != ' ' && *p != '\t')
 						p++;
 				}
 				vlen = (size_t)(p - val);
@@ -83,10 +83,11 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 				cc->proxy_revalidate = 1;
 			else if (IS("only-if-cached"))
 				cc->only_if_cached = 1;
-			else if (IS("max-age") && val) {
+			/* a repeated one: the first counts (RFC 9111 4.2.1) */
+			else if (IS("max-age") && val && cc->max_age < 0) {
 				int64_t v = parse_delta(val, vlen);
 				cc->max_age = v < 0 ? 0 : v; /* invalid means stale */
-			} else if (IS("s-maxage") && val) {
+			} else if (IS("s-maxage") && val && cc->s_maxage < 0) {
 				int64_t v = parse_delta(val, vlen);
 				cc->s_maxage = v < 0 ? 0 : v;
 			}
@@ -115,7 +116,8 @@ int64_t policy_parse_date(const char *s)
 	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
 		/* IMF-fixdate */
 	} else if (sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
-		y += y < 70 ? 2000 : 1900; /* RFC 850 */
+		if (y < 100) /* RFC 850's two-digit year; some senders write four */
+			y += y < 70 ? 2000 : 1900;
 	} else if (sscanf(s, "%15s %3s %d %d:%d:%d %d", wk, mon, &d, &H, &M, &S, &y) == 7) {
 		/* asctime */
 	} else {
@@ -160,13 +162,22 @@ static int status_storable(int status)
 	}
 }
 
+/* A "*" in any Vary line: the response matches no later request. */
+static int vary_star(const struct http_headers *resp)
+{
+	for (int i = 0; i < resp->n; i++)
+		if (strcasecmp(resp->v[i].name, "Vary") == 0 &&
+		    http_list_has(resp->v[i].value, "*"))
+			return 1;
+	return 0;
+}
+
 int64_t policy_storable(const struct http_headers *req, int status,
                         const struct http_headers *resp, int64_t content_length,
                         uint64_t max_object, int64_t now, const char **why)
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	const char *vary = headers_get(resp, "Vary");
 	*why = NULL;
 	if (!status_storable(status))
 		*why = "status";
@@ -178,7 +189,7 @@ int64_t policy_storable(const struct http_headers *req, int status,
 		*why = "no-cache";
 	else if (headers_get(resp, "Set-Cookie"))
 		*why = "set-cookie";
-	else if (vary && http_list_has(vary, "*"))
+	else if (vary_star(resp))
 		*why = "vary-star";
 	else if (headers_get(req, "Authorization") && !cc.public_ && cc.s_maxage < 0 &&
 	         !cc.must_revalidate)
@@ -229,22 +240,69 @@ int policy_fresh(int64_t freshness_lifetime, int64_t age)
 	return freshness_lifetime > age;
 }
 
-/* Compare two field values after folding runs of whitespace. */
-static int values_equal(const char *a, const char *b)
+/* Every field line of one name in a header list, read byte by byte as one
+ * combined value (lines joined by ",", RFC 9110 5.3) and normalised as RFC
+ * 9111 4.1 allows: whitespace next to a comma or at either end dropped, any
+ * other run of whitespace read as one space. */
+struct field_cursor {
+	const struct http_headers *h;
+	const char *name;
+	int i;          /* the line being read */
+	const char *p;  /* its next byte; NULL when no line is left */
+	int prev;       /* the byte produced last, -1 before the first */
+};
+
+static void cursor_line(struct field_cursor *c, int from)
 {
-	if (a == NULL || b == NULL)
-		return a == b;
+	for (c->i = from; c->i < c->h->n; c->i++)
+		if (strcasecmp(c->h->v[c->i].name, c->name) == 0) {
+			c->p = c->h->v[c->i].value;
+			return;
+		}
+	c->p = NULL;
+}
+
+/* The next byte of the normalised value, or -1 at its end. */
+static int cursor_next(struct field_cursor *c)
+{
+	while (c->p) {
+		const char *q = c->p;
+		if (*q == '\0') {
+			cursor_line(c, c->i + 1);
+			if (c->p)
+				return c->prev = ',';
+			break;
+		}
+		if (*q == ' ' || *q == '\t') {
+			while (*q == ' ' || *q == '\t')
+				q++;
+			c->p = q;
+			if (*q != ',' && *q != '\0' && c->prev != ',' && c->prev != -1)
+				return c->prev = ' ';
+			continue;
+		}
+		c->p++;
+		return c->prev = (unsigned char)*q;
+	}
+	return -1;
+}
+
+/* Do a and b carry the same value for `name` (both absent included)? */
+static int field_equal(const struct http_headers *a, const struct http_headers *b,
+                       const char *name)
+{
+	struct field_cursor ca = { .h = a, .name = name, .prev = -1 };
+	struct field_cursor cb = { .h = b, .name = name, .prev = -1 };
+	cursor_line(&ca, 0);
+	cursor_line(&cb, 0);
+	if ((ca.p == NULL) != (cb.p == NULL))
+		return 0;
 	for (;;) {
-		while (*a == ' ' || *a == '\t')
-			a++;
-		while (*b == ' ' || *b == '\t')
-			b++;
-		if (*a == '\0' || *b == '\0')
-			return *a == *b;
-		if (*a != *b)
+		int x = cursor_next(&ca), y = cursor_next(&cb);
+		if (x != y)
 			return 0;
-		a++;
-		b++;
+		if (x < 0)
+			return 1;
 	}
 }
 
@@ -270,7 +328,7 @@ int policy_vary_match(const char *vary, const struct http_headers *vary_req,
 			return 0;
 		memcpy(name, start, n);
 		name[n] = '\0';
-		if (!values_equal(headers_get(vary_req, name), headers_get(req, name)))
+		if (!field_equal(vary_req, req, name))
 			return 0;
 	}
 	return 1;

@@ -34,9 +34,10 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 
 /* May a shared cache store this response to this request? Returns the
  * freshness lifetime in seconds (> 0) when it may, else 0 and *why says
- * why not ("no-store", "private", "set-cookie", "vary-star", "authorization",
- * "no-explicit-freshness", "status", "too-large"). Only responses with
- * explicit freshness (s-maxage, max-age, Expires) are stored for now. */
+ * why not ("no-store", "private", "no-cache", "set-cookie", "vary-star",
+ * "authorization", "no-explicit-freshness", "status", "too-large"). Only
+ * responses with explicit freshness (s-maxage, max-age, Expires) are stored
+ * for now. */
 int64_t policy_storable(const struct http_headers *req, int status,
                         const struct http_headers *resp, int64_t content_length,
                         uint64_t max_object, int64_t now, const char **why);

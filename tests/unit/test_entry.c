@@ -1,0 +1,983 @@
+/*
+ * test_entry.c — unit tests for entry.c: the growing chunk list and its
+ * readers, the two final states, transit (chunks freed behind the slowest
+ * reader, the fetch held back TRANSIT_MAX ahead of it, attach refused once
+ * the start is gone, append refused once nobody reads), reference counts,
+ * and threads: one writer streaming to eight readers, some attaching at
+ * forced points mid-way, every reader getting every byte.
+ *
+ * Interleavings are forced with a test-side lock and condvar (`sync`) and
+ * every wait has a deadline: a hang is reported as a failure, not waited out.
+ * Run under ASan (no leak: the last unref frees) and TSan.
+ *
+ * Prints one line per failed check and then "entry: N passed, M failed";
+ * exits non-zero when anything failed.
+ */
+#include "corral/entry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static atomic_int n_pass, n_fail;
+
+__attribute__((format(printf, 4, 5)))
+static int
+check(int ok, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		n_pass++;
+		return 1;
+	}
+	n_fail++;
+	printf("FAIL %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	return 0;
+}
+
+#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
+#define CHECK_INT(a, b) do { \
+	long long a_ = (long long)(a), b_ = (long long)(b); \
+	check(a_ == b_, __FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
+} while (0)
+
+#define DEADLINE_S 60 /* generous: TSan is slow */
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* The byte at body offset k: a pattern no shifted or reordered copy matches. */
+static unsigned char
+pattern(uint64_t k)
+{
+	return (unsigned char)((k * 131u) ^ (k >> 9) ^ (k >> 17) ^ 0x5a);
+}
+
+static void
+fill(char *buf, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char)pattern(off + i);
+}
+
+static uint64_t
+fnv(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+#define FNV_INIT 1469598103934665603ull
+
+/* Chunk i's length in the threaded tests: 1 to 2039 bytes. */
+static size_t
+chunk_len(int i)
+{
+	return 1 + ((unsigned)i * 7919u) % 2039u;
+}
+
+struct sample {
+	uint64_t bytes, held, dropped;
+	int nreaders;
+	enum entry_state state;
+};
+
+/* The entry's counters, read under its lock. */
+static struct sample
+sample(struct entry *e)
+{
+	struct sample s;
+
+	pthread_mutex_lock(&e->lock);
+	s.bytes = e->bytes;
+	s.held = e->held;
+	s.dropped = e->dropped;
+	s.nreaders = e->nreaders;
+	s.state = e->state;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+/* Read one block and check it is `want` (NULL: the end, in state `end`).
+ * Only called when data or the end is there: it must not block. */
+#define CHECK_READ(e, r, want) check_read(__FILE__, __LINE__, e, r, want, ENTRY_STREAMING)
+#define CHECK_END(e, r, end) check_read(__FILE__, __LINE__, e, r, NULL, end)
+static void
+check_read(const char *file, int line, struct entry *e, struct entry_reader *r,
+           const char *want, enum entry_state end)
+{
+	size_t len = 12345;
+	enum entry_state st = ENTRY_STREAMING;
+	const char *p = entry_read(e, r, &len, &st);
+
+	if (want == NULL) {
+		check(p == NULL, file, line, "expected the end, read %zu bytes", len);
+		check(st == end, file, line, "end state %d, want %d", (int)st, (int)end);
+		return;
+	}
+	if (!check(p != NULL, file, line, "expected '%s', read the end (%d)", want, (int)st))
+		return;
+	check(len == strlen(want) && memcmp(p, want, len) == 0, file, line,
+	      "read '%.*s', want '%s'", (int)len, p, want);
+}
+
+static void
+append_str(struct entry *e, const char *s)
+{
+	CHECK_INT(entry_append(e, s, strlen(s)), 0);
+}
+
+/* The test's own rendezvous: one lock, one condvar, counters below. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+} sync_ = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+static struct timespec
+deadline_in(int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += seconds;
+	return ts;
+}
+
+/* Wait (sync_.lock held) until *v >= want; 0, or -1 at the deadline. */
+static int
+wait_at_least(const long *v, long want)
+{
+	struct timespec ts = deadline_in(DEADLINE_S);
+
+	while (*v < want)
+		if (pthread_cond_timedwait(&sync_.changed, &sync_.lock, &ts) == ETIMEDOUT)
+			return *v >= want ? 0 : -1;
+	return 0;
+}
+
+static void
+set_and_wake(long *v, long value)
+{
+	pthread_mutex_lock(&sync_.lock);
+	*v = value;
+	pthread_cond_broadcast(&sync_.changed);
+	pthread_mutex_unlock(&sync_.lock);
+}
+
+/* A hang cannot be recovered from: report it and stop. */
+static void
+hung(const char *file, int line, const char *what)
+{
+	check(0, file, line, "deadline passed waiting for %s", what);
+	printf("entry: %d passed, %d failed\n", n_pass, n_fail);
+	fflush(stdout);
+	_Exit(1);
+}
+#define WAIT_AT_LEAST(v, want, what) do { \
+	if (wait_at_least(v, want) < 0) \
+		hung(__FILE__, __LINE__, what); \
+} while (0)
+
+/* ---- single thread ----------------------------------------------------- */
+
+static void
+test_order(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader r;
+	struct sample s;
+	enum entry_state st;
+
+	if (!CHECK(e != NULL))
+		return;
+	CHECK_INT(e->magic, ENTRY_MAGIC);
+	CHECK_INT(e->content_length, -1);
+	CHECK_INT(entry_bytes(e, &st), 0);
+	CHECK_INT(st, ENTRY_STREAMING);
+	CHECK_INT(entry_bytes(e, NULL), 0);
+
+	CHECK_INT(entry_attach(e, &r), 0);
+	CHECK_INT(r.pos, 0);
+	append_str(e, "hello");
+	append_str(e, ", ");
+	CHECK_READ(e, &r, "hello");
+	CHECK_READ(e, &r, ", ");
+	append_str(e, "world");
+	append_str(e, "!");
+	CHECK_INT(entry_bytes(e, &st), 13);
+	CHECK_INT(st, ENTRY_STREAMING);
+	CHECK_READ(e, &r, "world");
+	CHECK_READ(e, &r, "!");
+	CHECK_INT(r.pos, 13);
+	entry_finish(e, ENTRY_COMPLETE);
+	CHECK_END(e, &r, ENTRY_COMPLETE);
+	CHECK_END(e, &r, ENTRY_COMPLETE); /* the end stays the end */
+	CHECK_INT(r.pos, 13);
+
+	/* a final state is final */
+	entry_finish(e, ENTRY_FAILED);
+	CHECK_INT(entry_bytes(e, &st), 13);
+	CHECK_INT(st, ENTRY_COMPLETE);
+
+	s = sample(e);
+	CHECK_INT(s.held, 13);
+	CHECK_INT(s.dropped, 0);
+	CHECK_INT(s.nreaders, 1);
+	entry_detach(e, &r);
+	CHECK_INT(sample(e).nreaders, 0);
+	entry_detach(e, &r); /* not attached: harmless */
+	CHECK_INT(sample(e).nreaders, 0);
+	entry_unref(&e);
+	CHECK(e == NULL);
+}
+
+static void
+test_failed(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader r, late;
+	enum entry_state st;
+
+	CHECK_INT(entry_attach(e, &r), 0);
+	append_str(e, "abc");
+	append_str(e, "def");
+	CHECK_READ(e, &r, "abc");
+	entry_finish(e, ENTRY_FAILED);
+	/* what arrived before the failure is still read, then the failure */
+	CHECK_READ(e, &r, "def");
+	CHECK_END(e, &r, ENTRY_FAILED);
+	CHECK_INT(r.pos, 6);
+	entry_finish(e, ENTRY_COMPLETE);
+	CHECK_INT(entry_bytes(e, &st), 6);
+	CHECK_INT(st, ENTRY_FAILED);
+
+	/* a reader attached after the failure sees the bytes, then the failure */
+	CHECK_INT(entry_attach(e, &late), 0);
+	CHECK_READ(e, &late, "abc");
+	CHECK_READ(e, &late, "def");
+	CHECK_END(e, &late, ENTRY_FAILED);
+	entry_detach(e, &late);
+	entry_detach(e, &r);
+	entry_unref(&e);
+
+	/* failed with no body at all */
+	e = entry_new();
+	CHECK_INT(entry_attach(e, &r), 0);
+	entry_finish(e, ENTRY_FAILED);
+	CHECK_END(e, &r, ENTRY_FAILED);
+	CHECK_INT(r.pos, 0);
+	entry_detach(e, &r);
+	entry_unref(&e);
+
+	/* complete with no body at all */
+	e = entry_new();
+	entry_finish(e, ENTRY_COMPLETE);
+	CHECK_INT(entry_attach(e, &r), 0);
+	CHECK_END(e, &r, ENTRY_COMPLETE);
+	entry_detach(e, &r);
+	entry_unref(&e);
+}
+
+static void
+test_late_readers(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader a, b, c;
+
+	CHECK_INT(entry_attach(e, &a), 0);
+	append_str(e, "one");
+	append_str(e, "two");
+	CHECK_READ(e, &a, "one");
+	CHECK_READ(e, &a, "two");
+
+	/* b comes after a has read everything: it starts at byte 0 */
+	CHECK_INT(entry_attach(e, &b), 0);
+	CHECK_INT(sample(e).nreaders, 2);
+	CHECK_READ(e, &b, "one");
+	append_str(e, "three");
+	CHECK_READ(e, &a, "three");
+	CHECK_READ(e, &b, "two");
+	CHECK_READ(e, &b, "three");
+	entry_finish(e, ENTRY_COMPLETE);
+
+	/* c comes after the end: the whole body, then the end */
+	CHECK_INT(entry_attach(e, &c), 0);
+	CHECK_READ(e, &c, "one");
+	CHECK_READ(e, &c, "two");
+	CHECK_READ(e, &c, "three");
+	CHECK_END(e, &c, ENTRY_COMPLETE);
+	CHECK_END(e, &a, ENTRY_COMPLETE);
+	CHECK_END(e, &b, ENTRY_COMPLETE);
+	CHECK_INT(a.pos, 11);
+	CHECK_INT(b.pos, 11);
+	CHECK_INT(c.pos, 11);
+
+	/* stored (not transit): nothing was ever freed */
+	CHECK_INT(sample(e).held, 11);
+	CHECK_INT(sample(e).dropped, 0);
+	entry_detach(e, &b);
+	entry_detach(e, &a);
+	entry_detach(e, &c);
+	CHECK_INT(sample(e).held, 11);
+	entry_unref(&e);
+}
+
+static void
+test_transit(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader a, b, late;
+	struct sample s;
+	char c10[11], c20[21], c30[31], c40[41];
+
+	memset(c10, 'a', 10); c10[10] = '\0';
+	memset(c20, 'b', 20); c20[20] = '\0';
+	memset(c30, 'c', 30); c30[30] = '\0';
+	memset(c40, 'd', 40); c40[40] = '\0';
+
+	CHECK_INT(entry_attach(e, &a), 0);
+	CHECK_INT(entry_attach(e, &b), 0);
+	append_str(e, c10);
+	append_str(e, c20);
+	append_str(e, c30);
+	CHECK_READ(e, &a, c10);
+	CHECK_READ(e, &a, c20); /* a holds c20 now; b has not started */
+
+	/* becoming transit frees nothing a reader has not passed */
+	entry_make_transit(e);
+	s = sample(e);
+	CHECK_INT(s.held, 60);
+	CHECK_INT(s.dropped, 0);
+	/* the start is still there: a reader may still attach */
+	CHECK_INT(entry_attach(e, &late), 0);
+	entry_detach(e, &late);
+
+	/* b passes c10: every reader has, so it goes */
+	CHECK_READ(e, &b, c10);
+	s = sample(e);
+	CHECK_INT(s.held, 60); /* b still holds c10's bytes until its next read */
+	CHECK_READ(e, &b, c20);
+	s = sample(e);
+	CHECK_INT(s.held, 50);
+	CHECK_INT(s.dropped, 10);
+	CHECK_INT(s.bytes, 60);
+
+	/* once bytes are gone the start is gone: attach fails */
+	CHECK_INT(entry_attach(e, &late), -1);
+	CHECK_INT(sample(e).nreaders, 2);
+
+	/* a passes c20, but b holds it: nothing more goes */
+	CHECK_READ(e, &a, c30);
+	CHECK_INT(sample(e).held, 50);
+	/* b moves on to the last chunk: c20 goes, the last one stays */
+	CHECK_READ(e, &b, c30);
+	s = sample(e);
+	CHECK_INT(s.held, 30);
+	CHECK_INT(s.dropped, 30);
+
+	append_str(e, c40);
+	CHECK_INT(sample(e).held, 70);
+	CHECK_READ(e, &a, c40);
+	CHECK_INT(sample(e).held, 70); /* b is still on c30 */
+
+	/* b leaves mid-stream: what only it held goes with it */
+	entry_detach(e, &b);
+	s = sample(e);
+	CHECK_INT(s.held, 40);
+	CHECK_INT(s.dropped, 60);
+	CHECK_INT(s.nreaders, 1);
+	CHECK_INT(s.bytes, 100);
+
+	entry_finish(e, ENTRY_COMPLETE);
+	CHECK_END(e, &a, ENTRY_COMPLETE);
+	CHECK_INT(a.pos, 100);
+	entry_detach(e, &a);
+	entry_unref(&e); /* the last chunk is freed here (ASan) */
+
+	/* transit with no reader at all frees everything but the last chunk */
+	e = entry_new();
+	append_str(e, c10);
+	append_str(e, c20);
+	append_str(e, c30);
+	entry_make_transit(e);
+	s = sample(e);
+	CHECK_INT(s.held, 30);
+	CHECK_INT(s.dropped, 30);
+	CHECK_INT(entry_attach(e, &late), -1);
+	entry_unref(&e);
+}
+
+static void
+test_append_no_readers(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader r;
+
+	/* a stored entry keeps taking bytes with nobody reading */
+	append_str(e, "kept");
+	CHECK_INT(entry_bytes(e, NULL), 4);
+
+	/* transit with nobody reading: stop fetching */
+	entry_make_transit(e);
+	CHECK_INT(entry_append(e, "lost", 4), -1);
+	CHECK_INT(entry_bytes(e, NULL), 4);
+	CHECK_INT(sample(e).held, 4);
+
+	/* the start is still there (nothing was dropped): a reader may attach,
+	 * and while it is attached appends are taken */
+	CHECK_INT(entry_attach(e, &r), 0);
+	CHECK_INT(entry_append(e, "more", 4), 0);
+	CHECK_READ(e, &r, "kept");
+	CHECK_READ(e, &r, "more");
+	entry_detach(e, &r);
+	CHECK_INT(entry_append(e, "gone", 4), -1);
+	CHECK_INT(entry_bytes(e, NULL), 8);
+	entry_unref(&e);
+}
+
+/* A single chunk bigger than TRANSIT_MAX, read, then one more append: the
+ * writer must not wait for a free that can only follow its own append. */
+static long big_appended;
+
+static void *
+big_writer(void *arg)
+{
+	struct entry *e = arg;
+	int rc = entry_append(e, "tail", 4);
+
+	set_and_wake(&big_appended, rc == 0 ? 1 : 2);
+	return NULL;
+}
+
+static void
+test_transit_big_chunk(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader r;
+	size_t big = TRANSIT_MAX * 2, len;
+	char *buf = malloc(big);
+	enum entry_state st;
+	pthread_t th;
+	const char *p;
+	struct timespec ts;
+
+	if (!CHECK(buf != NULL))
+		return;
+	fill(buf, 0, big);
+	CHECK_INT(entry_attach(e, &r), 0);
+	entry_make_transit(e);
+	CHECK_INT(entry_append(e, buf, big), 0);
+	p = entry_read(e, &r, &len, &st);
+	CHECK(p != NULL && len == big && memcmp(p, buf, big) == 0);
+
+	big_appended = 0;
+	CHECK_INT(pthread_create(&th, NULL, big_writer, e), 0);
+	pthread_mutex_lock(&sync_.lock);
+	ts = deadline_in(5); /* what this checks is a hang: 5 s will do */
+	while (big_appended == 0 &&
+	       pthread_cond_timedwait(&sync_.changed, &sync_.lock, &ts) != ETIMEDOUT)
+		;
+	long done = big_appended;
+	pthread_mutex_unlock(&sync_.lock);
+	check(done == 1, __FILE__, __LINE__,
+	      "append after a chunk > TRANSIT_MAX: %s", done == 0 ? "hangs" : "refused");
+	if (done == 0)
+		entry_detach(e, &r); /* releases the stuck writer (it returns -1) */
+	CHECK_INT(pthread_join(th, NULL), 0);
+	if (done == 1) {
+		CHECK_INT(sample(e).held, big + 4);
+		CHECK_READ(e, &r, "tail");
+		/* the big chunk is passed and goes */
+		CHECK_INT(sample(e).held, 4);
+		CHECK_INT(sample(e).dropped, big);
+		entry_detach(e, &r);
+	}
+	free(buf);
+	entry_unref(&e);
+}
+
+static void
+test_refs(void)
+{
+	struct entry *e = entry_new(), *a, *b;
+
+	CHECK_INT(atomic_load(&e->refs), 1);
+	entry_ref(e);
+	entry_ref(e);
+	CHECK_INT(atomic_load(&e->refs), 3);
+	a = b = e;
+	entry_unref(&a);
+	CHECK(a == NULL);
+	CHECK_INT(atomic_load(&e->refs), 2);
+	entry_unref(&b);
+	CHECK(b == NULL);
+	CHECK_INT(atomic_load(&e->refs), 1);
+	CHECK_INT(e->magic, ENTRY_MAGIC);
+
+	/* everything an entry owns goes with its last reference (ASan/LSan) */
+	CHECK_INT(headers_add(&e->headers, "Content-Type", 12, "text/plain", 10), 0);
+	CHECK_INT(headers_add(&e->vary_req, "Accept", 6, "*/*", 3), 0);
+	append_str(e, "body");
+	append_str(e, "more body");
+	entry_unref(&e);
+	CHECK(e == NULL);
+	entry_unref(&e); /* NULL: nothing */
+	CHECK(e == NULL);
+}
+
+/* ---- threads: one writer, eight readers ------------------------------- */
+
+#define N_CHUNKS 10000
+#define N_READERS 8
+#define N_LATE 4 /* readers 4..7 attach mid-way */
+
+struct reader_arg {
+	struct entry *e;
+	struct entry_reader r;
+	int late;              /* attach once the writer reached chunk `at` */
+	int at;
+	uint64_t total, sum, bad_bytes, first_bad;
+	enum entry_state end;
+	uint64_t max_held;     /* transit tests: the most held seen after a read */
+	int attach_rc;
+};
+
+static struct {
+	long chunks;           /* chunks appended so far */
+	long attached;         /* late readers attached so far */
+	long held_over;        /* the writer saw held > TRANSIT_MAX */
+	long slow_go;          /* the slow reader may go on */
+	long writer_done;
+} prog; /* protected by sync_.lock */
+
+static void
+read_all(struct reader_arg *a, int slow)
+{
+	size_t len;
+	const char *p;
+	enum entry_state st;
+
+	a->sum = FNV_INIT;
+	while ((p = entry_read(a->e, &a->r, &len, &st)) != NULL) {
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)p[i] != pattern(a->total + i) && a->bad_bytes++ == 0)
+				a->first_bad = a->total + i;
+		a->sum = fnv(a->sum, p, len);
+		a->total += len;
+		if (slow) {
+			struct sample s = sample(a->e);
+			if (s.held > a->max_held)
+				a->max_held = s.held;
+		}
+	}
+	a->end = st;
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct reader_arg *a = arg;
+
+	if (a->late) {
+		pthread_mutex_lock(&sync_.lock);
+		WAIT_AT_LEAST(&prog.chunks, a->at, "the writer to reach a late reader's point");
+		pthread_mutex_unlock(&sync_.lock);
+		a->attach_rc = entry_attach(a->e, &a->r);
+		pthread_mutex_lock(&sync_.lock);
+		prog.attached++;
+		pthread_cond_broadcast(&sync_.changed);
+		pthread_mutex_unlock(&sync_.lock);
+		if (a->attach_rc != 0)
+			return NULL;
+	}
+	read_all(a, 0);
+	entry_detach(a->e, &a->r);
+	return NULL;
+}
+
+struct writer_arg {
+	struct entry *e;
+	int late_points[N_LATE]; /* wait for late reader k before chunk late_points[k] */
+	uint64_t total, sum;
+	uint64_t max_over;       /* transit: the most held beyond TRANSIT_MAX + chunk */
+	uint64_t max_held;
+	int failed_appends;
+	int transit;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer_arg *w = arg;
+	char buf[4096];
+	int k = 0;
+
+	w->sum = FNV_INIT;
+	for (int i = 0; i < N_CHUNKS; i++) {
+		if (k < N_LATE && i == w->late_points[k]) {
+			/* a late reader attaches exactly here, mid-body */
+			pthread_mutex_lock(&sync_.lock);
+			WAIT_AT_LEAST(&prog.attached, k + 1, "a late reader to attach");
+			pthread_mutex_unlock(&sync_.lock);
+			k++;
+		}
+		size_t len = chunk_len(i);
+		fill(buf, w->total, len);
+		if (entry_append(w->e, buf, len) != 0) {
+			w->failed_appends++;
+			break;
+		}
+		w->sum = fnv(w->sum, buf, len);
+		w->total += len;
+		struct sample s = sample(w->e);
+		if (s.held > w->max_held)
+			w->max_held = s.held;
+		if (w->transit && s.held > TRANSIT_MAX + len &&
+		    s.held - TRANSIT_MAX - len > w->max_over)
+			w->max_over = s.held - TRANSIT_MAX - len;
+		pthread_mutex_lock(&sync_.lock);
+		prog.chunks = i + 1;
+		if (s.held > TRANSIT_MAX)
+			prog.held_over = 1;
+		pthread_cond_broadcast(&sync_.changed);
+		pthread_mutex_unlock(&sync_.lock);
+	}
+	entry_finish(w->e, ENTRY_COMPLETE);
+	set_and_wake(&prog.writer_done, 1);
+	return NULL;
+}
+
+static void
+check_reader(const char *file, int line, int i, const struct reader_arg *a,
+             const struct writer_arg *w)
+{
+	check(a->bad_bytes == 0, file, line, "reader %d: %llu wrong bytes, first at %llu", i,
+	      (unsigned long long)a->bad_bytes, (unsigned long long)a->first_bad);
+	check(a->total == w->total, file, line, "reader %d: %llu bytes of %llu", i,
+	      (unsigned long long)a->total, (unsigned long long)w->total);
+	check(a->sum == w->sum, file, line, "reader %d: checksum differs", i);
+	check(a->r.pos == w->total, file, line, "reader %d: pos %llu", i,
+	      (unsigned long long)a->r.pos);
+	check(a->end == ENTRY_COMPLETE, file, line, "reader %d: ended in state %d", i,
+	      (int)a->end);
+}
+
+static void
+test_threads_stored(void)
+{
+	struct entry *e = entry_new();
+	struct reader_arg ra[N_READERS];
+	struct writer_arg w;
+	pthread_t rt[N_READERS], wt;
+	uint64_t expect = 0;
+
+	memset(&prog, 0, sizeof prog);
+	memset(ra, 0, sizeof ra);
+	memset(&w, 0, sizeof w);
+	w.e = e;
+	for (int i = 0; i < N_CHUNKS; i++)
+		expect += chunk_len(i);
+	for (int k = 0; k < N_LATE; k++)
+		w.late_points[k] = (k + 1) * N_CHUNKS / (N_LATE + 1);
+	for (int i = 0; i < N_READERS; i++) {
+		ra[i].e = e;
+		entry_ref(e); /* each reader holds one, as in the cache */
+		if (i >= N_READERS - N_LATE) {
+			ra[i].late = 1;
+			ra[i].at = w.late_points[i - (N_READERS - N_LATE)];
+		} else {
+			CHECK_INT(entry_attach(e, &ra[i].r), 0);
+		}
+	}
+	entry_ref(e); /* the writer's */
+	for (int i = 0; i < N_READERS; i++)
+		CHECK_INT(pthread_create(&rt[i], NULL, reader_main, &ra[i]), 0);
+	CHECK_INT(pthread_create(&wt, NULL, writer_main, &w), 0);
+	CHECK_INT(pthread_join(wt, NULL), 0);
+	entry_unref(&w.e);
+	for (int i = 0; i < N_READERS; i++) {
+		CHECK_INT(pthread_join(rt[i], NULL), 0);
+		CHECK_INT(ra[i].attach_rc, 0);
+		check_reader(__FILE__, __LINE__, i, &ra[i], &w);
+		entry_unref(&ra[i].e);
+	}
+	CHECK_INT(w.total, expect);
+	CHECK_INT(w.failed_appends, 0);
+	CHECK_INT(prog.attached, N_LATE);
+	struct sample s = sample(e);
+	CHECK_INT(s.bytes, expect);
+	CHECK_INT(s.held, expect); /* stored: all of it kept */
+	CHECK_INT(s.dropped, 0);
+	CHECK_INT(s.nreaders, 0);
+	CHECK_INT(atomic_load(&e->refs), 1);
+
+	/* one more reader, after it all: the same bytes */
+	struct reader_arg after;
+	memset(&after, 0, sizeof after);
+	after.e = e;
+	CHECK_INT(entry_attach(e, &after.r), 0);
+	read_all(&after, 0);
+	entry_detach(e, &after.r);
+	check_reader(__FILE__, __LINE__, -1, &after, &w);
+	entry_unref(&e);
+}
+
+/* ---- threads: transit backpressure ------------------------------------ */
+
+/* Attached from the start, reads nothing until the writer has been held
+ * back (held > TRANSIT_MAX: its next append waits), then reads it all. */
+static void *
+slow_reader_main(void *arg)
+{
+	struct reader_arg *a = arg;
+
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.held_over, 1, "the writer to get TRANSIT_MAX ahead");
+	pthread_mutex_unlock(&sync_.lock);
+	read_all(a, 1);
+	entry_detach(a->e, &a->r);
+	return NULL;
+}
+
+static void
+test_threads_transit(void)
+{
+	struct entry *e = entry_new();
+	struct reader_arg a;
+	struct writer_arg w;
+	pthread_t rt, wt;
+
+	memset(&prog, 0, sizeof prog);
+	memset(&a, 0, sizeof a);
+	memset(&w, 0, sizeof w);
+	w.e = a.e = e;
+	w.transit = 1;
+	for (int k = 0; k < N_LATE; k++)
+		w.late_points[k] = -1;
+	entry_make_transit(e);
+	CHECK_INT(entry_attach(e, &a.r), 0);
+	CHECK_INT(pthread_create(&rt, NULL, slow_reader_main, &a), 0);
+	CHECK_INT(pthread_create(&wt, NULL, writer_main, &w), 0);
+	CHECK_INT(pthread_join(wt, NULL), 0);
+	CHECK_INT(pthread_join(rt, NULL), 0);
+
+	CHECK_INT(w.failed_appends, 0);
+	CHECK_INT(prog.held_over, 1);
+	check(w.max_over == 0, __FILE__, __LINE__,
+	      "held went %llu bytes beyond TRANSIT_MAX + one chunk",
+	      (unsigned long long)w.max_over);
+	check(w.max_held <= TRANSIT_MAX + 2039, __FILE__, __LINE__,
+	      "writer saw %llu bytes held", (unsigned long long)w.max_held);
+	check(a.max_held <= TRANSIT_MAX + 2039, __FILE__, __LINE__,
+	      "reader saw %llu bytes held", (unsigned long long)a.max_held);
+	check_reader(__FILE__, __LINE__, 0, &a, &w);
+	struct sample s = sample(e);
+	CHECK(s.dropped > 0);
+	CHECK_INT(s.dropped + s.held, w.total);
+	CHECK(s.held <= 2039); /* only the last chunk is left */
+	entry_unref(&e);
+}
+
+/* ---- threads: a reader leaving mid-stream frees a waiting writer ------- */
+
+/* Reads one chunk, then holds it until told to leave. */
+static void *
+stuck_reader_main(void *arg)
+{
+	struct reader_arg *a = arg;
+	size_t len;
+	enum entry_state st;
+
+	if (entry_read(a->e, &a->r, &len, &st) != NULL)
+		a->total = len;
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.slow_go, 1, "leave to detach");
+	pthread_mutex_unlock(&sync_.lock);
+	entry_detach(a->e, &a->r);
+	return NULL;
+}
+
+static void *
+fast_reader_main(void *arg)
+{
+	struct reader_arg *a = arg;
+
+	read_all(a, 0);
+	entry_detach(a->e, &a->r);
+	return NULL;
+}
+
+static void
+test_threads_detach(void)
+{
+	struct entry *e = entry_new();
+	struct reader_arg stuck, fast;
+	struct writer_arg w;
+	pthread_t st, ft, wt;
+	struct entry_reader again;
+
+	memset(&prog, 0, sizeof prog);
+	memset(&stuck, 0, sizeof stuck);
+	memset(&fast, 0, sizeof fast);
+	memset(&w, 0, sizeof w);
+	w.e = stuck.e = fast.e = e;
+	w.transit = 1;
+	for (int k = 0; k < N_LATE; k++)
+		w.late_points[k] = -1;
+	entry_make_transit(e);
+	CHECK_INT(entry_attach(e, &stuck.r), 0);
+	CHECK_INT(entry_attach(e, &fast.r), 0);
+	CHECK_INT(pthread_create(&st, NULL, stuck_reader_main, &stuck), 0);
+	CHECK_INT(pthread_create(&ft, NULL, fast_reader_main, &fast), 0);
+	CHECK_INT(pthread_create(&wt, NULL, writer_main, &w), 0);
+
+	/* the stuck reader holds the writer back: it gets TRANSIT_MAX ahead,
+	 * then its next append waits for as long as the reader stays */
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.held_over, 1, "the writer to get TRANSIT_MAX ahead");
+	long at = prog.chunks;
+	CHECK(prog.writer_done == 0);
+	pthread_mutex_unlock(&sync_.lock);
+	CHECK(at < N_CHUNKS);
+	CHECK_INT(sample(e).dropped, 0); /* the stuck reader has chunk 0 */
+
+	/* the reader leaves: the writer goes on to the end */
+	set_and_wake(&prog.slow_go, 1);
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.writer_done, 1, "the writer to finish after the detach");
+	pthread_mutex_unlock(&sync_.lock);
+	CHECK_INT(pthread_join(wt, NULL), 0);
+	CHECK_INT(pthread_join(st, NULL), 0);
+	CHECK_INT(pthread_join(ft, NULL), 0);
+
+	CHECK_INT(stuck.total, chunk_len(0));
+	CHECK_INT(w.failed_appends, 0);
+	CHECK_INT(prog.chunks, N_CHUNKS);
+	check_reader(__FILE__, __LINE__, 1, &fast, &w);
+	CHECK_INT(w.max_over, 0);
+	/* the start is gone: a newcomer must fetch for itself */
+	CHECK_INT(entry_attach(e, &again), -1);
+	struct sample s = sample(e);
+	CHECK_INT(s.nreaders, 0);
+	CHECK_INT(s.dropped + s.held, w.total);
+	entry_unref(&e);
+}
+
+/* A lone reader that never reads, then leaves: the waiting writer is
+ * released and told to stop (-1). */
+static void *
+writer_until_refused(void *arg)
+{
+	struct writer_arg *w = arg;
+	char buf[2039];
+
+	memset(buf, 'x', sizeof buf);
+	for (;;) {
+		if (entry_append(w->e, buf, sizeof buf) != 0) {
+			w->failed_appends++;
+			break;
+		}
+		w->total += sizeof buf;
+		struct sample s = sample(w->e);
+		if (s.held > w->max_held)
+			w->max_held = s.held;
+		if (s.held > TRANSIT_MAX)
+			set_and_wake(&prog.held_over, 1);
+	}
+	set_and_wake(&prog.writer_done, 1);
+	return NULL;
+}
+
+static void
+test_threads_last_reader_leaves(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader r;
+	struct writer_arg w;
+	pthread_t wt;
+
+	memset(&prog, 0, sizeof prog);
+	memset(&w, 0, sizeof w);
+	w.e = e;
+	entry_make_transit(e);
+	CHECK_INT(entry_attach(e, &r), 0);
+	CHECK_INT(pthread_create(&wt, NULL, writer_until_refused, &w), 0);
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.held_over, 1, "the writer to get TRANSIT_MAX ahead");
+	pthread_mutex_unlock(&sync_.lock);
+	entry_detach(e, &r);
+	pthread_mutex_lock(&sync_.lock);
+	WAIT_AT_LEAST(&prog.writer_done, 1, "the writer to be refused after the detach");
+	pthread_mutex_unlock(&sync_.lock);
+	CHECK_INT(pthread_join(wt, NULL), 0);
+	CHECK_INT(w.failed_appends, 1);
+	CHECK(w.max_held <= TRANSIT_MAX + 2039);
+	CHECK(w.total > TRANSIT_MAX);
+	CHECK_INT(entry_bytes(e, NULL), w.total);
+	entry_unref(&e);
+}
+
+/* ---- threads: references taken and dropped concurrently --------------- */
+
+#define N_REF_THREADS 8
+#define N_REF_ROUNDS 20000
+
+static void *
+ref_main(void *arg)
+{
+	struct entry *e = arg;
+
+	for (int i = 0; i < N_REF_ROUNDS; i++) {
+		struct entry *mine = e;
+		entry_ref(mine);
+		entry_unref(&mine);
+	}
+	return NULL;
+}
+
+static void
+test_threads_refs(void)
+{
+	struct entry *e = entry_new();
+	pthread_t th[N_REF_THREADS];
+
+	append_str(e, "something to free");
+	for (int i = 0; i < N_REF_THREADS; i++)
+		CHECK_INT(pthread_create(&th[i], NULL, ref_main, e), 0);
+	for (int i = 0; i < N_REF_THREADS; i++)
+		CHECK_INT(pthread_join(th[i], NULL), 0);
+	CHECK_INT(atomic_load(&e->refs), 1);
+	CHECK_INT(e->magic, ENTRY_MAGIC);
+	entry_unref(&e);
+}
+
+int
+main(void)
+{
+	test_order();
+	test_failed();
+	test_late_readers();
+	test_transit();
+	test_append_no_readers();
+	test_transit_big_chunk();
+	test_refs();
+	test_threads_stored();
+	test_threads_transit();
+	test_threads_detach();
+	test_threads_last_reader_leaves();
+	test_threads_refs();
+	printf("entry: %d passed, %d failed\n", n_pass, n_fail);
+	return n_fail == 0 ? 0 : 1;
+}
