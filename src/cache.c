@@ -234,7 +234,7 @@ struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, in
 		                         e->response_time, now);
 		if (!policy_fresh(e->freshness_lifetime, age))
 			continue;
-		if (e->hfm || policy_vary_match(headers_get(&e->headers, "Vary"), &e->vary_req, req))
+		if (e->hfm || policy_vary_match(e->vary, &e->vary_req, req))
 			return e;
 	}
 	return NULL;
@@ -245,8 +245,7 @@ static int same_variant(const struct entry *old, const struct entry *e)
 {
 	if (old->hfm || e->hfm)
 		return 1;
-	const char *v1 = headers_get(&old->headers, "Vary");
-	const char *v2 = headers_get(&e->headers, "Vary");
+	const char *v1 = old->vary, *v2 = e->vary;
 	if ((v1 == NULL) != (v2 == NULL) || (v1 && strcasecmp(v1, v2) != 0))
 		return 1; /* a different Vary: the new response supersedes */
 	return policy_vary_match(v1, &old->vary_req, &e->vary_req);

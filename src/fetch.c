@@ -52,13 +52,14 @@ static void fetch_free(struct fetch *f)
 	free(f);
 }
 
-/* The request values of the headers the response varies on. */
+/* Every request line of the headers the response varies on (all its Vary
+ * lines together). */
 static int copy_vary(struct fetch *f, struct entry *e)
 {
-	const char *vary = headers_get(&f->head.headers, "Vary");
-	if (vary == NULL)
-		return 0;
-	for (const char *p = vary; *p;) {
+	e->vary = headers_join(&f->head.headers, "Vary");
+	if (e->vary == NULL)
+		return headers_get(&f->head.headers, "Vary") ? -1 : 0;
+	for (const char *p = e->vary; *p;) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
 		const char *start = p;
@@ -70,9 +71,12 @@ static int copy_vary(struct fetch *f, struct entry *e)
 			continue;
 		memcpy(name, start, n);
 		name[n] = '\0';
-		const char *v = headers_get(&f->req, name);
-		if (v && headers_add(&e->vary_req, name, n, v, strlen(v)) < 0)
-			return -1;
+		for (int i = 0; i < f->req.n; i++) {
+			const struct http_header *h = &f->req.v[i];
+			if (strcasecmp(h->name, name) == 0 &&
+			    headers_add(&e->vary_req, name, n, h->value, strlen(h->value)) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }

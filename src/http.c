@@ -63,6 +63,34 @@ const char *headers_get(const struct http_headers *h, const char *name)
 	return NULL;
 }
 
+char *headers_join(const struct http_headers *h, const char *name)
+{
+	size_t len = 0;
+	int n = 0;
+	for (int i = 0; i < h->n; i++)
+		if (strcasecmp(h->v[i].name, name) == 0) {
+			len += strlen(h->v[i].value) + 2;
+			n++;
+		}
+	if (n == 0)
+		return NULL;
+	char *out = malloc(len + 1), *p = out;
+	if (out == NULL)
+		return NULL;
+	for (int i = 0; i < h->n; i++)
+		if (strcasecmp(h->v[i].name, name) == 0) {
+			size_t l = strlen(h->v[i].value);
+			if (p != out) {
+				memcpy(p, ", ", 2);
+				p += 2;
+			}
+			memcpy(p, h->v[i].value, l);
+			p += l;
+		}
+	*p = '\0';
+	return out;
+}
+
 int http_list_has(const char *list, const char *token)
 {
 	size_t tlen = strlen(token);

@@ -59,7 +59,8 @@ struct entry {
 	int status;
 	char reason[128];
 	struct http_headers headers;   /* end-to-end response headers, no framing */
-	struct http_headers vary_req;  /* request values of the Vary headers */
+	char *vary;                    /* the response's Vary lines joined, or NULL */
+	struct http_headers vary_req;  /* request lines of the headers named in vary */
 	int64_t content_length;        /* from the origin, -1 unknown */
 	int64_t request_time, response_time; /* seconds, for Age */
 	int64_t date_value, age_value;

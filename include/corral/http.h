@@ -27,6 +27,10 @@ int headers_add(struct http_headers *h, const char *name, size_t nlen,
 /* First value of `name` (case-insensitive), or NULL. */
 const char *headers_get(const struct http_headers *h, const char *name);
 
+/* Every value of `name`, joined with ", " as RFC 9110 5.3 combines field
+ * lines, in a malloc'd string; NULL when there is none (or out of memory). */
+char *headers_join(const struct http_headers *h, const char *name);
+
 /* Is `token` in the comma-separated list `list` (case-insensitive)? */
 int http_list_has(const char *list, const char *token);
 

@@ -155,6 +155,27 @@ test_headers(void)
 }
 
 static void
+test_join(void)
+{
+	struct http_headers h;
+	char *j;
+
+	headers_init(&h);
+	CHECK_NULL(headers_join(&h, "Vary"));
+	CHECK_INT(add(&h, "Vary", "Accept-Encoding"), 0);
+	CHECK_INT(add(&h, "Content-Type", "text/plain"), 0);
+	j = headers_join(&h, "vary");
+	CHECK_STR(j, "Accept-Encoding");
+	free(j);
+	CHECK_INT(add(&h, "VARY", "Accept-Language, Cookie"), 0);
+	j = headers_join(&h, "Vary");
+	CHECK_STR(j, "Accept-Encoding, Accept-Language, Cookie");
+	free(j);
+	CHECK_NULL(headers_join(&h, "Age"));
+	headers_free(&h);
+}
+
+static void
 test_list_has(void)
 {
 	CHECK(http_list_has("close", "close"));
@@ -889,6 +910,7 @@ main(void)
 {
 	config_defaults(&cfg);
 	test_headers();
+	test_join();
 	test_list_has();
 	test_hop_by_hop();
 	test_reason();
