@@ -101,6 +101,14 @@ void exchange_error(struct exchange *x, int status, const char *why)
 	exchange_reply(x, status, NULL, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
+/* Left out of a TRACE echo besides the hop-by-hop fields: credentials
+ * (RFC 9110 9.3.8: TRACE should exclude sensitive fields). */
+static int trace_hides(const struct http_headers *h, const char *name)
+{
+	return http_is_hop_by_hop(h, name) || strcasecmp(name, "Authorization") == 0 ||
+	       strcasecmp(name, "Cookie") == 0;
+}
+
 /* TRACE or OPTIONS with Max-Forwards: 0 — this hop answers. */
 static void answer_locally(struct exchange *x)
 {
@@ -117,7 +125,9 @@ static void answer_locally(struct exchange *x)
 	evbuffer_add_printf(b, "%s %s HTTP/%d.%d\r\n", r->method, r->url, r->http_major,
 	                    r->http_minor);
 	for (int i = 0; i < r->headers.n; i++)
-		evbuffer_add_printf(b, "%s: %s\r\n", r->headers.v[i].name, r->headers.v[i].value);
+		if (!trace_hides(&r->headers, r->headers.v[i].name))
+			evbuffer_add_printf(b, "%s: %s\r\n", r->headers.v[i].name,
+			                    r->headers.v[i].value);
 	evbuffer_add(b, "\r\n", 2);
 	size_t len = evbuffer_get_length(b);
 	exchange_reply(x, 200, NULL, "message/http", (const char *)evbuffer_pullup(b, -1), len);
@@ -155,9 +165,11 @@ static void dispatch(struct exchange *x)
 		exchange_error(x, 413, "the request body is larger than max_request_body");
 		return;
 	}
+	/* Max-Forwards is 1*DIGIT: answered here when it is all zeros; any
+	 * value that is not digits counts as absent (forwarded) */
 	const char *mf = headers_get(&r->headers, "Max-Forwards");
 	if (mf && (strcmp(r->method, "TRACE") == 0 || strcmp(r->method, "OPTIONS") == 0) &&
-	    strtol(mf, NULL, 10) <= 0) {
+	    mf[0] != '\0' && strspn(mf, "0") == strlen(mf)) {
 		answer_locally(x);
 		return;
 	}
@@ -207,8 +219,9 @@ void exchange_run(void *arg)
 		s->nrequests++;
 		if (rr == REQUEST_ERROR) {
 			if (x.req.error_status) {
-				stats_inc(x.req.error_status == 400 || x.req.error_status == 408
-				          ? STAT_requests_bad_total : STAT_requests_too_large_total);
+				stats_inc(x.req.error_status == 408 ? STAT_client_timeouts_total
+				          : x.req.error_status == 400 ? STAT_requests_bad_total
+				          : STAT_requests_too_large_total);
 				exchange_error(&x, x.req.error_status, x.req.error_text
 				               ? x.req.error_text : "malformed request");
 				log_exchange(&x);

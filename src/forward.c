@@ -37,6 +37,8 @@ struct fwd {
 	int no_body;                /* HEAD, 1xx, 204, 304 */
 	int chunked_out;            /* we chunk the body to the client */
 	int client_failed;          /* writing to or reading from the client failed */
+	int body_too_large;         /* a chunked upload crossed max_request_body
+	                             * (client_failed is set too) */
 };
 
 static size_t read_body(char *buf, size_t size, size_t n, void *ud)
@@ -49,7 +51,12 @@ static size_t read_body(char *buf, size_t size, size_t n, void *ud)
 		return CURL_READFUNC_ABORT;
 	}
 	if (x->cfg->max_request_body && x->req.body_read > x->cfg->max_request_body) {
+		/* only a chunked body gets here (a Content-Length was checked up
+		 * front). The bytes that crossed the limit are not handed to curl,
+		 * and the abort means no last chunk: the origin may have had the head
+		 * and part of the body, never a complete request. */
 		f->client_failed = 1;
+		f->body_too_large = 1;
 		return CURL_READFUNC_ABORT;
 	}
 	return (size_t)got;
@@ -215,6 +222,9 @@ void forward_run(struct exchange *x)
 			log_warn("%s: upstream response cut short: %s", r->url,
 			         u.errbuf[0] ? u.errbuf : curl_easy_strerror(rc));
 		}
+	} else if (f.body_too_large) {
+		stats_inc(STAT_requests_too_large_total);
+		exchange_error(x, 413, "the request body is larger than max_request_body");
 	} else if (f.client_failed) {
 		x->close_after = 1;
 		x->status = 0;

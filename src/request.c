@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #define READ_CHUNK 65536
+#define READ_TIMEOUT (-2)   /* read_more: nothing arrived in time */
 
 static struct request *req_of(llhttp_t *p)
 {
@@ -187,12 +188,15 @@ static int parse_buffered(struct request *r)
 }
 
 /* Read more from the client into the session buffer, waiting at most
- * timeout_ms. Returns bytes read, 0 on EOF, -1 on error or timeout. */
+ * timeout_ms. Returns bytes read, 0 on EOF, -1 on error, READ_TIMEOUT when
+ * nothing came in time. */
 static int read_more(struct request *r, int64_t timeout_ms, size_t most)
 {
 	for (;;) {
 		int w = io_wait(r->s->fd, POLLIN, timeout_ms);
-		if (w <= 0)
+		if (w == 0)
+			return READ_TIMEOUT;
+		if (w < 0)
 			return -1;
 		int n = evbuffer_read(r->s->in, r->s->fd, (int)most);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -217,6 +221,8 @@ enum request_read_result request_read_head(struct request *r)
 			return got_any ? REQUEST_ERROR : REQUEST_CLOSED;
 		}
 		int n = read_more(r, left, READ_CHUNK);
+		if (n == READ_TIMEOUT)
+			continue;   /* the deadline check above answers 408 (or closes) */
 		if (n <= 0) {
 			if (!got_any)
 				return REQUEST_CLOSED;

@@ -3,13 +3,21 @@
  *
  * The worker connects upstream with a libcurl CONNECT_ONLY transfer (so a
  * tunnel gets the same DNS cache, timeouts, destination filter and parent
- * proxy as any request), takes a dup of the connected socket, answers
- * "200 Connection established" and hands the session and the socket to the
- * main loop by message (event_base_once). From then on the tunnel belongs to
- * the main thread: two bufferevents copy bytes each way. Memory is bounded:
- * a side stops reading while the other side has more than TUNNEL_HIGH bytes
- * waiting to be written, and resumes when it drains. When one side ends, what
- * is still queued for the other is flushed, then both close.
+ * proxy as any request), takes the connected socket from curl (take_socket),
+ * answers "200 Connection established" and hands the session and the socket
+ * to the main loop by message (event_base_once). From then on the tunnel
+ * belongs to the main thread: two bufferevents copy bytes each way. Memory is
+ * bounded: a side stops reading while the other side has more than
+ * TUNNEL_HIGH bytes waiting to be written, and resumes when it drains. When
+ * one side ends, what is still queued for the other is flushed, then both
+ * close.
+ *
+ * The idle timeout ([upstream] timeout) is one clock for the whole tunnel, not
+ * a read timeout per side: a byte read from either side, or written to either
+ * side (the flush of a slow reader), restarts it, so a download where the
+ * client sends nothing lives as long as the server keeps sending. The clock is
+ * one timer event per tunnel; activity only stamps last_active_ms, and the
+ * timer, when it fires early, re-arms itself for the time that is left.
  */
 #include "corral/tunnel.h"
 #include "corral/config.h"
@@ -22,8 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #define TUNNEL_HIGH (256 * 1024)
 
@@ -35,6 +46,9 @@ struct tunnel {
 	int64_t idle_timeout_ms;
 	/* main thread only, once started */
 	struct bufferevent *client, *upstream;
+	struct evbuffer_cb_entry *client_sent, *upstream_sent;
+	struct event *idle;         /* the idle clock */
+	int64_t last_active_ms;     /* mono_ms() of the last byte moved, either way */
 	int closing;
 };
 
@@ -45,6 +59,12 @@ void tunnel_init(struct event_base *base)
 
 static void tunnel_free(struct tunnel *t)
 {
+	if (t->idle)
+		event_free(t->idle);
+	if (t->client_sent)
+		evbuffer_remove_cb_entry(bufferevent_get_output(t->client), t->client_sent);
+	if (t->upstream_sent)
+		evbuffer_remove_cb_entry(bufferevent_get_output(t->upstream), t->upstream_sent);
 	if (t->client)
 		bufferevent_free(t->client);   /* not CLOSE_ON_FREE: the session closes it */
 	if (t->upstream)
@@ -61,9 +81,38 @@ static struct bufferevent *partner(struct tunnel *t, struct bufferevent *b)
 	return b == t->client ? t->upstream : t->client;
 }
 
+static void arm_idle(struct tunnel *t, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	evtimer_add(t->idle, &tv);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct tunnel *t = arg;
+	int64_t left = t->last_active_ms + t->idle_timeout_ms - mono_ms();
+	if (left > 0) {
+		arm_idle(t, left);
+		return;
+	}
+	tunnel_free(t);
+}
+
+/* Bytes left an output buffer: written to that side's socket. */
+static void on_sent(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	struct tunnel *t = arg;
+	if (info->n_deleted > 0)
+		t->last_active_ms = mono_ms();
+}
+
 static void on_read(struct bufferevent *b, void *arg)
 {
 	struct tunnel *t = arg;
+	t->last_active_ms = mono_ms();
 	struct bufferevent *other = partner(t, b);
 	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
 	if (evbuffer_get_length(bufferevent_get_output(other)) >= TUNNEL_HIGH) {
@@ -91,8 +140,7 @@ static void on_event(struct bufferevent *b, short what, void *arg)
 	/* move what was read before the end, then flush it and close */
 	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
 	bufferevent_disable(b, EV_READ | EV_WRITE);
-	if (!(what & BEV_EVENT_ERROR) && !(what & BEV_EVENT_TIMEOUT) &&
-	    evbuffer_get_length(bufferevent_get_output(other)) > 0) {
+	if (!(what & BEV_EVENT_ERROR) && evbuffer_get_length(bufferevent_get_output(other)) > 0) {
 		t->closing = 1;
 		bufferevent_disable(other, EV_READ);
 		bufferevent_setwatermark(other, EV_WRITE, 0, 0);
@@ -112,16 +160,21 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 	}
 	t->client = bufferevent_socket_new(loop_base, t->s->fd, 0);
 	t->upstream = bufferevent_socket_new(loop_base, t->upstream_fd, BEV_OPT_CLOSE_ON_FREE);
-	if (t->client == NULL || t->upstream == NULL) {
+	t->idle = evtimer_new(loop_base, on_idle, t);
+	if (t->client == NULL || t->upstream == NULL || t->idle == NULL) {
+		tunnel_free(t);
+		return;
+	}
+	t->client_sent = evbuffer_add_cb(bufferevent_get_output(t->client), on_sent, t);
+	t->upstream_sent = evbuffer_add_cb(bufferevent_get_output(t->upstream), on_sent, t);
+	if (t->client_sent == NULL || t->upstream_sent == NULL) {
 		tunnel_free(t);
 		return;
 	}
 	/* bytes the client sent after the CONNECT head go upstream first */
 	evbuffer_add_buffer(bufferevent_get_output(t->upstream), t->s->in);
-	struct timeval idle = { .tv_sec = t->idle_timeout_ms / 1000,
-	                        .tv_usec = (t->idle_timeout_ms % 1000) * 1000 };
-	bufferevent_set_timeouts(t->client, &idle, NULL);
-	bufferevent_set_timeouts(t->upstream, &idle, NULL);
+	t->last_active_ms = mono_ms();
+	arm_idle(t, t->idle_timeout_ms);
 	bufferevent_setcb(t->client, on_read, on_drained, on_event, t);
 	bufferevent_setcb(t->upstream, on_read, on_drained, on_event, t);
 	bufferevent_enable(t->client, EV_READ | EV_WRITE);
@@ -138,12 +191,36 @@ static int port_allowed(const struct config *c, int port)
 	return 0;
 }
 
+/* The connected socket, taken from curl: a dup of it for the tunnel, and
+ * curl's descriptor number pointed at a fresh unconnected socket (dup3), so
+ * that the tunnel holds the only descriptor of the connection. curl keeps a
+ * CONNECT_ONLY connection in the shared connection cache after
+ * curl_easy_cleanup (never reused, pruned later); were it still the real
+ * connection, the server would not see the tunnel close. What curl closes
+ * later is the placeholder. Returns the fd, or -1. */
+static int take_socket(curl_socket_t sock)
+{
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int placeholder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (placeholder < 0 || dup3(placeholder, sock, O_CLOEXEC) < 0) {
+		if (placeholder >= 0)
+			close(placeholder);
+		close(fd);
+		return -1;
+	}
+	close(placeholder);
+	return fd;
+}
+
 void tunnel_run(struct exchange *x)
 {
 	char host[256], url[320], why[512];
 	int port;
 	x->result = "TCP_TUNNEL";
-	x->hierarchy = "HIER_DIRECT";
+	/* x->hierarchy stays NULL (HIER_NONE) until the upstream is connected:
+	 * a CONNECT refused here went nowhere */
 	if (url_parse_authority(x->req.url, host, sizeof host, &port) < 0) {
 		stats_inc(STAT_requests_bad_total);
 		x->result = NULL;
@@ -185,10 +262,11 @@ void tunnel_run(struct exchange *x)
 		exchange_error(x, status, why);
 		return;
 	}
+	x->hierarchy = "HIER_DIRECT";
 	char *ip = NULL;
 	if (curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
 		snprintf(x->upstream, sizeof x->upstream, "%s", ip);
-	int fd = dup(sock);
+	int fd = take_socket(sock);
 	curl_easy_cleanup(h);
 	struct tunnel *t = fd >= 0 ? calloc(1, sizeof *t) : NULL;
 	if (t == NULL) {

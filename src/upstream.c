@@ -257,7 +257,10 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 			continue;
 		if (strcasecmp(name, "Accept") == 0)
 			has_accept = 1;
-		if (max_fwd_method && strcasecmp(name, "Max-Forwards") == 0) {
+		/* decremented when it is 1*DIGIT; any other value is as if absent
+		 * (exchange.c forwards it) and passes on unchanged */
+		if (max_fwd_method && strcasecmp(name, "Max-Forwards") == 0 && value[0] &&
+		    strspn(value, "0123456789") == strlen(value)) {
 			long v = strtol(value, NULL, 10);
 			snprintf(dec, sizeof dec, "%ld", v > 0 ? v - 1 : 0);
 			value = dec;

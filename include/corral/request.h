@@ -5,7 +5,9 @@
  * bytes and pipelined requests in the session's buffer. The body is then
  * pulled by request_read_body() as the consumer (libcurl's read callback)
  * wants it: streamed, never buffered whole. Limits from the config become
- * statuses: 414 (max_url), 431 (max_request_header), 400 (malformed).
+ * statuses: 414 (max_url), 431 (max_request_header), 400 (malformed), 408
+ * (a head begun but not complete within header_timeout; a connection that
+ * sent nothing at all is closed without an answer).
  */
 #ifndef CORRAL_REQUEST_H
 #define CORRAL_REQUEST_H

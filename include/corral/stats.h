@@ -24,7 +24,7 @@
 	X(upstream_errors_total, "upstream failures answered 502") \
 	X(upstream_timeouts_total, "upstream timeouts answered 504") \
 	X(upstream_truncated_total, "responses cut short after their head was sent") \
-	X(client_timeouts_total, "client connections closed: idle or read timeout") \
+	X(client_timeouts_total, "client connections closed: idle past client_timeout, or 408 (head past header_timeout)") \
 	X(tunnels_total, "CONNECT tunnels opened") \
 	X(tunnels_active, "CONNECT tunnels open now (gauge)") \
 	X(bytes_to_clients_total, "bytes written to clients (heads and bodies)") \

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import origin as o
-from conftest import SANITIZE, SCALE, assert_serves, free_port, raw_request
+from conftest import SANITIZE, SCALE, assert_serves, free_port, raw_request, wait_for
 from conftest import absolute_request as request
 
 
@@ -128,6 +128,83 @@ def test_request_body_over_limit_gets_413(corral, origin):
         assert_error(cl.read_response("POST"), 413)
     assert origin.count("/up") == 1
     assert_serves(c, origin)
+
+
+def chunk(data):
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def test_chunked_request_body_under_limit_is_forwarded(corral, origin):
+    origin.route("/up", o.echo())
+    c = corral("[proxy]\nmax_request_body = 4K\n")
+    body = b"c" * 3000
+    r = raw_request(c.port, request(origin, "/up", "POST", [("Transfer-Encoding", "chunked")],
+                                    chunk(body[:1500]) + chunk(body[1500:]) + b"0\r\n\r\n"))
+    assert r.status == 200, r
+    assert (r.json()["framing"], r.json()["body_length"]) == ("chunked", len(body))
+
+
+def test_chunked_request_body_over_limit_gets_413(corral, origin):
+    """A chunked body has no length up front: the limit is crossed mid-upload, after
+    the request went upstream. Before the response head, that is still a 413."""
+    origin.route("/up", o.echo())
+    c = corral("[proxy]\nmax_request_body = 4K\n")
+    with c.client() as cl:
+        # the whole body, last chunk included: only corral can keep it from the origin
+        cl.send_background(request(origin, "/up", "POST", [("Transfer-Encoding", "chunked")],
+                                   b"".join(chunk(b"d" * 1000) for _ in range(10))
+                                   + b"0\r\n\r\n"))
+        assert_error(cl.read_response("POST"), 413, "max_request_body")
+        assert cl.wait_closed() in ("eof", "reset"), "the connection must close after a 413"
+    # The origin may have received the head and part of the body (the upload
+    # had started), but never the last chunk: no complete request reaches it.
+    # (origin._socks: the origin's open connections; it records a request only
+    # once its body is complete.)
+    assert origin.wait_until(lambda og: og.connections >= 1 and not og._socks,
+                             what="the upstream connection to close"), \
+        "corral kept the upstream connection of the refused upload open"
+    assert origin.count("/up") == 0, "the origin got the whole over-limit body"
+    f = c.wait_log_lines(1)[0].split()
+    assert f[3] == "TCP_MISS/413", f
+    assert c.metrics()["corral_requests_too_large_total"] == 1
+    assert_serves(c, origin)
+
+
+# -- header timeout ---------------------------------------------------------------------------------
+
+
+def test_partial_head_past_header_timeout_gets_408(corral, origin):
+    c = corral("[proxy]\nheader_timeout = 500ms\n")
+    with c.client() as cl:
+        start = time.monotonic()
+        cl.send(b"GET http://x/ HTTP/1.1\r\n")   # and nothing more
+        r = cl.read_response()
+        waited = time.monotonic() - start
+        assert_error(r, 408, "header_timeout")
+        assert "close" in (r.header("connection") or "").lower(), r.headers
+        assert cl.wait_closed() == "eof", "the connection must be closed after a 408"
+    assert waited >= 0.4, "408 after %.2fs, before the 500ms header_timeout" % waited
+    f = c.wait_log_lines(1)[0].split()
+    assert f[3].endswith("/408"), f
+    assert wait_for(lambda: c.metrics()["corral_client_timeouts_total"] == 1,
+                    what="client_timeouts_total to count the 408")
+    assert wait_for(lambda: "408 the request head did not arrive" in c.stderr_text(),
+                    what="the 408 in the error log")
+    assert_serves(c, origin)
+
+
+def test_idle_keep_alive_connection_closes_silently(corral, origin):
+    """Only a partial head gets a 408: a kept-alive connection that sends nothing
+    more is just closed (after client_timeout), with no answer and no log line."""
+    origin.route("/k", o.fixed(body=b"k", headers=[("Cache-Control", "no-store")]))
+    c = corral("[proxy]\nheader_timeout = 500ms\nclient_timeout = 1s\n")
+    with c.client() as cl:
+        assert cl.request(request(origin, "/k")).status == 200
+        assert cl.wait_closed() == "eof", "an idle keep-alive connection gets no answer"
+    assert len(c.wait_log_lines(1)) == 1, c.access_log_lines()
+    assert c.metrics()["corral_client_timeouts_total"] == 1
+    assert_serves(c, origin)
+    assert len(c.wait_log_lines(2)) == 2, c.access_log_lines()
 
 
 # -- upstream failures ---------------------------------------------------------------------------

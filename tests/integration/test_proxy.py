@@ -3,12 +3,15 @@ keep-alive, Max-Forwards, a 1 GiB stream with flat memory, CONNECT."""
 
 import hashlib
 import os
+import socket
 import threading
+import time
 
 import pytest
 
 import origin as o
-from conftest import SANITIZE, assert_serves, free_port, raw_request, raw_requests
+from conftest import SANITIZE, SCALE, assert_serves, free_port, raw_request, raw_requests
+from conftest import wait_for
 from conftest import absolute_request as request
 
 NO_STORE = ("Cache-Control", "no-store")
@@ -427,6 +430,47 @@ def test_max_forwards_decremented(corral, origin, method):
     assert origin.last("/t").header_all("max-forwards") == ["2"]
 
 
+def test_trace_answered_by_proxy_leaves_out_credentials_and_hop_by_hop(corral, origin):
+    """RFC 9110 9.3.8: a TRACE answer should not echo sensitive fields."""
+    origin.route("/t", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/t", "TRACE", [
+        ("Max-Forwards", "0"),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+        ("Authorization", "Bearer origin-secret"),
+        ("Cookie", "session=cookie-secret"),
+        ("Connection", "keep-alive, X-Hop"),
+        ("X-Hop", "named-by-connection"),
+        ("Keep-Alive", "timeout=5"),
+        ("TE", "trailers"),
+        ("X-Trace-Me", "yes")]))
+    assert r.status == 200, r
+    echoed = r.body.split(b"\r\n")
+    names = [l.split(b":", 1)[0].lower() for l in echoed[1:] if l]
+    for secret in (b"cHJveHk6c2VjcmV0", b"origin-secret", b"cookie-secret",
+                   b"named-by-connection"):
+        assert secret not in r.body, r.body
+    for name in (b"proxy-authorization", b"authorization", b"cookie", b"connection",
+                 b"x-hop", b"keep-alive", b"te"):
+        assert name not in names, (name, r.body)
+    assert b"X-Trace-Me: yes" in echoed
+    assert b"Max-Forwards: 0" in echoed
+    assert origin.count() == 0
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS"])
+@pytest.mark.parametrize("value", ["abc", "-1", "0x"])
+def test_non_numeric_max_forwards_is_ignored(corral, origin, method, value):
+    """Max-Forwards is 1*DIGIT: anything else is treated as absent, so the request
+    is forwarded (not answered here) and the field passes on as it came."""
+    origin.route("/t", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/t", method, [("Max-Forwards", value)]))
+    assert r.status == 200, r
+    assert origin.count("/t") == 1, "a Max-Forwards of %r was answered by corral" % value
+    assert origin.last("/t").header_all("max-forwards") == [value]
+
+
 # -- 8. a 1 GiB response streams with flat memory --------------------------------------------
 
 
@@ -517,6 +561,136 @@ def test_connect_port_not_allowed_is_403(corral, origin, how):
     assert r.status == 403, r
     assert origin.connections == 0
     assert_serves(c, origin)
+
+
+def squid_hier(c, n=1):
+    """(result/status, hierarchy/peer) of the nth access log line (Squid format)."""
+    f = c.wait_log_lines(n)[n - 1].split()
+    return f[3], f[8]
+
+
+@pytest.mark.parametrize("target,status,result", [
+    ("127.0.0.1:{port}", 403, "TCP_DENIED/403"),
+    ("no-port.example", 400, "NONE_NONE/400"),
+    ("127.0.0.1:99999", 400, "NONE_NONE/400"),
+], ids=["port-not-allowed", "no-port", "bad-port"])
+def test_refused_connect_logged_hier_none(corral, origin, target, status, result):
+    """A CONNECT refused before any upstream connection went nowhere: HIER_NONE/-."""
+    c = corral("[proxy]\nconnect_ports = 443\n")
+    target = target.format(port=origin.port)
+    r = raw_request(c.port, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target),
+                    "CONNECT")
+    assert r.status == status, r
+    assert squid_hier(c) == (result, "HIER_NONE/-")
+    assert origin.connections == 0
+
+
+class TcpPeer:
+    """A bare TCP server for tunnel tests: runs `behave(sock, stop)` on the first
+    connection, in a thread; `stop` (an Event) is set at teardown."""
+
+    def __init__(self, behave):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = threading.Event()
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(behave,), daemon=True)
+        self.thread.start()
+
+    def _run(self, behave):
+        try:
+            sock, _ = self.lsock.accept()
+            sock.settimeout(30)
+            with sock:
+                self.result = behave(sock, self.stop)
+        except OSError as e:
+            self.error = e
+
+    def close(self):
+        self.stop.set()
+        self.lsock.close()
+        self.thread.join(timeout=35)
+
+
+def open_tunnel(c, port):
+    cl = c.client()
+    cl.send("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+    r = cl.read_response("CONNECT")
+    assert r.status == 200, r
+    return cl
+
+
+TICKS = b"abcdefghi"   # one byte every 300 ms: 2.4 s, with a 1 s tunnel timeout
+
+
+def test_tunnel_kept_alive_by_server_traffic_alone(corral, origin):
+    """The tunnel timeout is an idle timeout of the whole tunnel: a download where
+    the client sends nothing must not be cut while the server keeps sending."""
+    def drip(sock, stop):
+        for b in TICKS:
+            sock.sendall(bytes([b]))
+            if stop.wait(0.3):      # pacing of the traffic under test, not a sync
+                return
+        sock.shutdown(socket.SHUT_WR)
+        return sock.recv(1)         # b"" when the tunnel closes our side
+    peer = TcpPeer(drip)
+    try:
+        c = corral("[upstream]\ntimeout = 1s\n")
+        with open_tunnel(c, peer.port) as cl:
+            got = cl.reader.read_until_eof()
+        assert got == TICKS, "the tunnel was cut after %r" % got
+    finally:
+        peer.close()
+    assert peer.result == b"" and peer.error is None, (peer.result, peer.error)
+
+
+def test_tunnel_kept_alive_by_client_traffic_alone(corral, origin):
+    def listen(sock, stop):
+        got = b""
+        while len(got) < len(TICKS):
+            data = sock.recv(64)
+            if not data:
+                break
+            got += data
+        sock.sendall(b"got %d" % len(got))
+        return got
+    peer = TcpPeer(listen)
+    try:
+        c = corral("[upstream]\ntimeout = 1s\n")
+        with open_tunnel(c, peer.port) as cl:
+            for b in TICKS:
+                cl.send(bytes([b]))
+                if peer.stop.wait(0.3):
+                    break
+            assert cl.reader.read_exact(5) == b"got %d" % len(TICKS)
+    finally:
+        peer.close()
+    assert peer.result == TICKS, peer.result
+
+
+def test_idle_tunnel_closed_after_timeout(corral, origin):
+    def wait_eof(sock, stop):
+        start = time.monotonic()
+        data = sock.recv(1)
+        return data, time.monotonic() - start
+    peer = TcpPeer(wait_eof)
+    try:
+        c = corral("[upstream]\ntimeout = 1s\n")
+        with open_tunnel(c, peer.port) as cl:
+            start = time.monotonic()
+            how = cl.wait_closed(timeout=5)
+            waited = time.monotonic() - start
+        assert how == "eof", how
+        assert 0.8 <= waited < 5 * SCALE, "idle tunnel closed after %.2fs, timeout 1s" % waited
+        wait_for(lambda: peer.result is not None, what="the server side of the tunnel to close")
+        assert peer.result[0] == b"", peer.result
+    finally:
+        peer.close()
+    assert wait_for(lambda: c.metrics()["corral_tunnels_active"] == 0,
+                    what="tunnels_active back to 0")
 
 
 # -- admin -----------------------------------------------------------------------------------
