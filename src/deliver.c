@@ -20,7 +20,7 @@
 
 /* The response head for e. Returns whether the body is chunked. */
 static int build_head(struct exchange *x, struct entry *e, const char *cache_status,
-                      struct evbuffer *out, int *no_body)
+                      int own_fetch, struct evbuffer *out, int *no_body)
 {
 	const struct request *r = &x->req;
 	enum entry_state st;
@@ -43,7 +43,7 @@ static int build_head(struct exchange *x, struct entry *e, const char *cache_sta
 		if (e->content_length >= 0)
 			evbuffer_add_printf(out, "Content-Length: %lld\r\n",
 			                    (long long)e->content_length);
-		else if (st == ENTRY_COMPLETE)
+		else if (st == ENTRY_COMPLETE && !own_fetch)
 			evbuffer_add_printf(out, "Content-Length: %llu\r\n",
 			                    (unsigned long long)have);
 		else if (*no_body)
@@ -68,7 +68,7 @@ static int build_head(struct exchange *x, struct entry *e, const char *cache_sta
 }
 
 void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
-             const char *cache_status)
+             const char *cache_status, int own_fetch)
 {
 	struct evbuffer *out = evbuffer_new();
 	int no_body = 0, chunked = 0, failed = 0;
@@ -81,7 +81,7 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 		x->close_after = 1;
 		goto done;
 	}
-	chunked = build_head(x, e, cache_status, out, &no_body);
+	chunked = build_head(x, e, cache_status, own_fetch, out, &no_body);
 	size_t len = evbuffer_get_length(out);
 	failed = exchange_write(x, evbuffer_pullup(out, -1), len) < 0;
 	evbuffer_free(out);

@@ -143,7 +143,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		snprintf(status, sizeof status, "corral; fwd=miss; detail=%s", out.not_stored);
 	else
 		snprintf(status, sizeof status, "corral; fwd=miss; stored");
-	deliver(x, out.entry, rd, status);
+	deliver(x, out.entry, rd, status, 1);
 	if (!out.not_stored)
 		*used = out.entry;
 	*found = out.entry; /* the caller drops the reference after using `used` */
@@ -175,7 +175,7 @@ void cache_serve(struct exchange *x)
 		stats_inc(STAT_cache_hits_total);
 		x->result = "TCP_MEM_HIT";
 		x->hierarchy = "HIER_NONE";
-		deliver(x, e, &rd, "corral; hit");
+		deliver(x, e, &rd, "corral; hit", 0);
 		x->upstream[0] = '\0';
 		used = e;
 		break;
@@ -183,7 +183,7 @@ void cache_serve(struct exchange *x)
 		stats_inc(STAT_cache_coalesced_total);
 		x->result = "TCP_CF_HIT";
 		x->hierarchy = "HIER_NONE";
-		deliver(x, e, &rd, "corral; fwd=miss; collapsed; stored");
+		deliver(x, e, &rd, "corral; fwd=miss; collapsed; stored", 0);
 		x->upstream[0] = '\0';
 		used = e;
 		break;
