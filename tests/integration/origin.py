@@ -11,7 +11,8 @@ Tests route paths to handlers: `origin.route("/path", handler)`. A handler is
 to the socket, so that a handler can send anything: partial bodies, garbage, a reset
 (SO_LINGER 0 + close), close-delimited or chunked bodies, repeated headers. Ready-made
 handlers are the module functions below (`fixed`, `echo`, `hold`, `big`, `reset`,
-`garbage`, `stall`). Unrouted paths get a 404.
+`garbage`, `stall`; for forcing interleavings `staged`, `sequence`, `when`).
+Unrouted paths get a 404.
 
 Counters, all under `origin.lock` (a Condition that is notified on every change):
 requests per path, TCP connections accepted, requests in flight now and at peak.
@@ -257,7 +258,8 @@ class Writer:
 
 
 class Origin:
-    def __init__(self):
+    def __init__(self, port=0):
+        """Listen on 127.0.0.1:`port` (0: any free port; OSError if taken)."""
         self.lock = threading.Condition()
         self.routes = {}
         self.requests = []              # every Request, in arrival order
@@ -271,7 +273,11 @@ class Origin:
         self._threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        try:
+            self.lsock.bind(("127.0.0.1", port))
+        except OSError:
+            self.lsock.close()
+            raise
         self.lsock.listen(1024)
         self.port = self.lsock.getsockname()[1]
         self.url = "http://127.0.0.1:%d" % self.port
@@ -302,6 +308,20 @@ class Origin:
         reqs = self.requests_for(path)
         assert reqs, "origin received no request for %s" % path
         return reqs[-1]
+
+    def wait_until(self, predicate, timeout=10, what="condition"):
+        """Wait (deadline) until predicate(origin) is true, re-checking on every
+        change of the counters. Returns False on timeout or when the origin
+        stops, so that a handler can use it and still answer; `what` names the
+        condition for the caller's own message (tests assert on the result)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stopping.is_set():
+                    return False
+                self.lock.wait(min(left, 0.05))
+        return True
 
     def wait_arrivals(self, path, n, timeout=10):
         """Wait until n requests for `path` have arrived (deadline wait)."""
@@ -533,4 +553,92 @@ def big(size, pattern=None, headers=None):
             return
         for b in pattern_blocks(size, pattern):
             w.send(b)
+    return handler
+
+
+# -- handlers that force an interleaving (cache and coalescing tests) ---------------
+
+
+def wait_released(event, origin):
+    """Wait for a test's Event; False when the origin stopped first."""
+    return _wait_released(event, origin)
+
+
+def staged(body, headers=(), framing="content-length", before_head=None, split=0,
+           after_part=None, before_rest=None, end="finish"):
+    """A response sent in stages, so that a test decides when each stage happens:
+      1. wait for the Event `before_head` (None: no wait);
+      2. send the head (Content-Length or Transfer-Encoding: chunked is added
+         for `framing` "content-length" / "chunked") and the first `split` body
+         bytes (one chunk when chunked);
+      3. set the Event `after_part` (the first part has been written);
+      4. wait for the Event `before_rest`;
+      5. `end`: "finish" sends the rest (several chunks and the last chunk when
+         chunked), "close" closes the connection, "reset" resets it (RST).
+    A HEAD request gets the head only. Stopping the origin releases every wait."""
+    headers = list(headers)
+    names = {n.lower() for (n, _) in headers}
+    if framing == "content-length" and "content-length" not in names:
+        headers.append(("Content-Length", str(len(body))))
+    elif framing == "chunked" and "transfer-encoding" not in names:
+        headers.append(("Transfer-Encoding", "chunked"))
+
+    def send_body(w, data):
+        if framing == "chunked":
+            step = 16384
+            for i in range(0, len(data), step):
+                w.send_chunk(data[i:i + step])
+        else:
+            w.send(data)
+
+    def handler(req, w):
+        if before_head is not None and not _wait_released(before_head, w.origin):
+            return
+        w.send_head(200, "OK", headers)
+        if req.method == "HEAD":
+            return
+        if split:
+            if framing == "chunked":
+                w.send_chunk(body[:split])
+            else:
+                w.send(body[:split])
+        if after_part is not None:
+            after_part.set()
+        if before_rest is not None and not _wait_released(before_rest, w.origin):
+            return
+        if end == "close":
+            w.close()
+        elif end == "reset":
+            w.reset()
+        else:
+            send_body(w, body[split:])
+            if framing == "chunked":
+                w.end_chunks()
+            elif framing == "close":
+                w.close()
+    return handler
+
+
+def sequence(*handlers):
+    """The i-th request on the route is answered by handlers[i]; requests after
+    the last handler by the last one."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def handler(req, w):
+        with lock:
+            i = seen[0]
+            seen[0] += 1
+        handlers[min(i, len(handlers) - 1)](req, w)
+    return handler
+
+
+def when(predicate, then, timeout=10):
+    """Hold the answer until predicate(origin) is true (e.g. enough requests
+    have arrived to prove they are in flight together), at most `timeout`
+    seconds; then answer with `then` whatever happened, so that the test sees
+    the outcome and can assert on the origin's counters."""
+    def handler(req, w):
+        w.origin.wait_until(predicate, timeout)
+        then(req, w)
     return handler
