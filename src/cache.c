@@ -276,7 +276,7 @@ static void store_locked(struct keyhead *h, struct entry *e, struct victims *out
 	stats_add(STAT_cache_objects, 1);
 }
 
-void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
+void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out)
 {
 	struct victims v = { .n = 0 };
@@ -303,8 +303,7 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 			store_locked(h, marker, &v);
 		stats_inc(STAT_cache_not_stored_total);
 	}
-	h->fetches--;
-	if (h->fetches == 0)
+	if (counted && --h->fetches == 0)
 		h->phase = KEY_READY;
 	if (starter)
 		entry_attach(e, starter); /* from byte 0: cannot fail */
@@ -320,11 +319,11 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	release(&v);
 }
 
-void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
+void cache_fail(struct keyhead *h, int counted, int status, const char *why,
+                struct fetch_outcome *out)
 {
 	pthread_mutex_lock(&h->lock);
-	h->fetches--;
-	if (h->fetches == 0)
+	if (counted && --h->fetches == 0)
 		h->phase = KEY_READY;
 	out->entry = NULL;
 	out->status = status;

@@ -1187,3 +1187,38 @@ def test_coalesce_timeout_sends_the_waiter_upstream(corral, origin):
         r1 = c1.read_response()
         assert (r1.status, r1.body) == (200, b"first")
     assert origin.count("/slowkey") == 2
+
+
+def test_storable_answer_replaces_the_hit_for_miss_mark(corral, origin):
+    # Varnish's hit-for-miss, not hit-for-pass: after a no-store answer the
+    # next request fetches for itself, and when that answer may be stored it
+    # is, so the one after is a hit.
+    body = o.make_pattern(3000)
+    origin.route("/hfm", o.sequence(
+        o.fixed(body=body, headers=[("Content-Type", "text/plain"),
+                                    ("Cache-Control", "no-store")]),
+        o.fixed(body=body, headers=CACHEABLE)))
+    c = corral()
+    r1 = get(c, origin, "/hfm")
+    assert r1.status == 200 and r1.body == body
+    assert is_not_stored(status_of(r1)) and status_of(r1).get("detail") == "no-store"
+    r2 = get(c, origin, "/hfm")
+    assert r2.status == 200 and r2.body == body
+    assert is_stored_miss(status_of(r2)), r2.headers
+    r3 = get(c, origin, "/hfm")
+    assert r3.body == body and is_hit(status_of(r3)), r3.headers
+    assert origin.count("/hfm") == 2
+
+
+def test_response_stale_on_arrival_is_not_stored(corral, origin):
+    origin.route("/stale", o.fixed(body=b"old news", headers=[
+        ("Content-Type", "text/plain"), ("Cache-Control", "max-age=60"), ("Age", "100")]))
+    c = corral()
+    r1 = get(c, origin, "/stale")
+    assert r1.status == 200 and r1.body == b"old news"
+    cs = status_of(r1)
+    assert is_not_stored(cs) and cs.get("detail") == "stale", r1.headers
+    r2 = get(c, origin, "/stale")
+    assert r2.body == b"old news" and not is_hit(status_of(r2))
+    assert origin.count("/stale") == 2
+    assert metric(c, "cache_stored_total") == 0
