@@ -16,15 +16,18 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <time.h>
 
 /* The response head for e. Returns whether the body is chunked. */
 static int build_head(struct exchange *x, struct entry *e, const char *cache_status,
-                      int own_fetch, struct evbuffer *out, int *no_body)
+                      int own_fetch, struct evbuffer *out, int *no_body,
+                      enum entry_state *state)
 {
 	const struct request *r = &x->req;
 	enum entry_state st;
 	uint64_t have = entry_bytes(e, &st);
+	*state = st;
 	int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
 	                         e->response_time, time(NULL));
 	int chunked = 0;
@@ -81,9 +84,22 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 		x->close_after = 1;
 		goto done;
 	}
-	chunked = build_head(x, e, cache_status, own_fetch, out, &no_body);
-	size_t len = evbuffer_get_length(out);
-	failed = exchange_write(x, evbuffer_pullup(out, -1), len) < 0;
+	enum entry_state st0;
+	chunked = build_head(x, e, cache_status, own_fetch, out, &no_body, &st0);
+	struct iovec v[2] = {
+		{ .iov_base = evbuffer_pullup(out, -1), .iov_len = evbuffer_get_length(out) },
+		{ .iov_base = NULL, .iov_len = 0 },
+	};
+	if (st0 == ENTRY_COMPLETE && !no_body && !chunked) {
+		/* a complete entry: the head and the first chunk in one write
+		 * (entry_read does not wait on a complete entry) */
+		size_t n = 0;
+		enum entry_state st;
+		const char *p = entry_read(e, r, &n, &st);
+		v[1].iov_base = (void *)p;
+		v[1].iov_len = p ? n : 0;
+	}
+	failed = exchange_writev(x, v, 2) < 0;
 	evbuffer_free(out);
 	if (failed || no_body)
 		goto done;

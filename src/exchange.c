@@ -33,6 +33,18 @@ int exchange_write(struct exchange *x, const void *buf, size_t len)
 	return 0;
 }
 
+int exchange_writev(struct exchange *x, struct iovec *v, int n)
+{
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += v[i].iov_len;
+	if (io_writev_all(x->s->fd, v, n, x->cfg->client_timeout_ms) < 0)
+		return -1;
+	x->bytes_out += len;
+	stats_add(STAT_bytes_to_clients_total, (int64_t)len);
+	return 0;
+}
+
 int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chunked)
 {
 	if (!chunked)

@@ -39,6 +39,10 @@ void exchange_run(void *session);
 /* Write to the client, counting bytes. Returns 0 or -1 (client gone). */
 int exchange_write(struct exchange *x, const void *buf, size_t len);
 
+/* Several buffers in one write (io_writev_all consumes `v`). Returns 0 or -1. */
+struct iovec;
+int exchange_writev(struct exchange *x, struct iovec *v, int n);
+
 /* Body bytes to the client, chunk-framed when `chunked`. Returns 0 or -1. */
 int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chunked);
 
