@@ -209,6 +209,14 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		else
 			snprintf(why, whylen, "upstream connection failed: %s", detail);
 		return 502;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+		snprintf(why, whylen, "the TLS certificate of %s port %d could not be verified "
+		         "([upstream] ca_file): %s", host, port, detail);
+		return 502;
+	case CURLE_SSL_CONNECT_ERROR:
+		snprintf(why, whylen, "TLS handshake with %s port %d failed: %s", host, port, detail);
+		return 502;
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		snprintf(why, whylen, "bad response from %s port %d: invalid HTTP status line "

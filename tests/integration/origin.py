@@ -258,8 +258,10 @@ class Writer:
 
 
 class Origin:
-    def __init__(self, port=0):
-        """Listen on 127.0.0.1:`port` (0: any free port; OSError if taken)."""
+    def __init__(self, port=0, tls=None):
+        """Listen on 127.0.0.1:`port` (0: any free port; OSError if taken).
+        `tls`: an ssl.SSLContext to serve https instead of http."""
+        self.tls = tls
         self.lock = threading.Condition()
         self.routes = {}
         self.requests = []              # every Request, in arrival order
@@ -280,7 +282,7 @@ class Origin:
             raise
         self.lsock.listen(1024)
         self.port = self.lsock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name="origin-accept")
         self._acceptor.start()
@@ -354,6 +356,14 @@ class Origin:
             t.start()
 
     def _serve(self, sock, conn_id):
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except OSError:
+                sock.close()        # a client that refused our certificate
+                return
+            with self.lock:
+                self._socks.add(sock)
         reader = SocketReader(sock)
         w = Writer(sock, self)
         index = 0

@@ -709,3 +709,51 @@ def test_admin_metrics_served(corral, origin):
     m = c.metrics()
     assert m, "admin /metrics returned no metric lines"
     assert all(isinstance(v, float) for v in m.values())
+
+
+# -- https:// targets: fetched by libcurl over TLS ----------------------------------------------
+
+
+@pytest.fixture
+def tls_origin(tmp_path):
+    """An origin serving https with a self-signed certificate for 127.0.0.1;
+    yields (origin, path of the certificate)."""
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "origin.pem", tmp_path / "origin.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    og = o.Origin(tls=ctx)
+    yield og, cert
+    og.stop()
+
+
+def test_https_target_fetched_over_tls(corral, tls_origin):
+    og, cert = tls_origin
+    body = b"secret bytes over TLS\n" * 100
+    og.route("/s", o.fixed(body=body, headers=[("Content-Type", "text/plain"),
+                                               ("Cache-Control", "no-store")]))
+    c = corral("[upstream]\nca_file = %s\n" % cert)
+    with c.client() as cl:
+        r = cl.request(request(og, "/s"))
+        assert r.status == 200, r.body
+        assert r.body == body
+        r2 = cl.request(request(og, "/s"))      # keep-alive on both sides
+        assert r2.body == body
+    assert og.count("/s") == 2
+    assert og.connections == 1, "the TLS connection to the origin was not reused"
+    assert og.last("/s").target == "/s"
+
+
+def test_https_target_with_untrusted_certificate_gets_502(corral, tls_origin):
+    og, _ = tls_origin
+    og.route("/s", o.fixed(body=b"never", headers=[("Cache-Control", "no-store")]))
+    c = corral()
+    r = raw_request(c.port, request(og, "/s"))
+    assert r.status == 502
+    assert b"certificate" in r.body.lower(), r.body
+    assert og.count("/s") == 0
