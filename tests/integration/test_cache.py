@@ -1222,3 +1222,30 @@ def test_response_stale_on_arrival_is_not_stored(corral, origin):
     assert r2.body == b"old news" and not is_hit(status_of(r2))
     assert origin.count("/stale") == 2
     assert metric(c, "cache_stored_total") == 0
+
+
+@pytest.mark.concurrency
+def test_a_reader_that_stops_reading_does_not_slow_the_fetch(corral, origin):
+    # A stored entry keeps every byte, so the fetch never waits for a reader:
+    # while client A reads nothing past the head, client B still gets the whole
+    # 24 MiB body (far more than the socket buffers between corrald and A could
+    # hold), which it could not if the fetch were held back by A.
+    size = 24 << 20
+    body = o.make_pattern(size)
+    origin.route("/stuck", o.staged(body, CACHEABLE))
+    c = corral()
+    with c.client(timeout=TIMEOUT) as a:
+        a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        a.send(request(origin, "/stuck"))
+        head = a.sock.recv(64)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # A now reads nothing more.
+        r = get(c, origin, "/stuck")
+        assert r.status == 200 and len(r.body) == size and r.body == body
+        cs = status_of(r)
+        assert is_hit(cs) or is_collapsed(cs), r.headers
+        assert origin.count("/stuck") == 1
+    # A went away mid-body; corrald serves the stored entry whole.
+    r = get(c, origin, "/stuck")
+    assert r.body == body and is_hit(status_of(r))
+    assert origin.count("/stuck") == 1
