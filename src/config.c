@@ -364,6 +364,7 @@ config_defaults(struct config *c)
 	c->max_connections = 4096;
 	c->via = 1;
 	c->shutdown_grace_ms = 10 * 1000;
+	c->keepalive_linger_ms = 50;
 	c->connect_ports[0] = 443;
 	c->n_connect_ports = 1;
 	c->connect_any_port = 0;
@@ -427,6 +428,7 @@ static const struct key_def keys[] = {
 	{ "proxy", "max_connections", KEY_INT, FIELD(max_connections), 1 },
 	{ "proxy", "via", KEY_BOOL, FIELD(via), 0 },
 	{ "proxy", "shutdown_grace", KEY_DURATION, FIELD(shutdown_grace_ms), 0 },
+	{ "proxy", "keepalive_linger", KEY_DURATION, FIELD(keepalive_linger_ms), 0 },
 	{ "proxy", "connect_ports", KEY_PORTS, FIELD(connect_ports), 0 },
 	{ "upstream", "connect_timeout", KEY_DURATION, FIELD(connect_timeout_ms), 1 },
 	{ "upstream", "timeout", KEY_DURATION, FIELD(upstream_timeout_ms), 1 },

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 int exchange_write(struct exchange *x, const void *buf, size_t len)
@@ -250,13 +251,19 @@ void exchange_run(void *arg)
 		}
 		int keep = !x.close_after && x.req.keep_alive && x.req.message_complete &&
 		           !session_stopping();
+		int64_t linger_ms = x.cfg->keepalive_linger_ms;
 		request_free(&x.req);
 		config_put(x.cfg);
 		if (!keep) {
 			session_close(s);
 			return;
 		}
-		if (evbuffer_get_length(s->in) == 0) {
+		/* Linger: a client on a busy keep-alive connection usually sends
+		 * its next request within a round trip; waiting for it here costs
+		 * one wake-up, handing the session to the waiter and back costs
+		 * two thread switches. */
+		if (evbuffer_get_length(s->in) == 0 &&
+		    (session_stopping() || io_wait(s->fd, POLLIN, linger_ms) != 1)) {
 			session_park(s);
 			return;
 		}

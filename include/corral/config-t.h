@@ -62,6 +62,7 @@ struct config {
 	int max_connections;        /* 4096 */
 	int via;                    /* 1: add "Via: 1.1 corral" */
 	int64_t shutdown_grace_ms;  /* 10s: SIGTERM waits this long for requests in flight */
+	int64_t keepalive_linger_ms;/* 50ms: a worker waits this long for the next request */
 	int connect_ports[CONFIG_MAX_PORTS]; /* CONNECT allowed to these ports: 443 */
 	int n_connect_ports;
 	int connect_any_port;       /* connect_ports = *  */

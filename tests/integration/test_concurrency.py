@@ -52,3 +52,23 @@ def test_independent_requests_go_upstream_in_parallel(corral, origin):
             cl.close()
     assert bodies == [b"p%d" % i for i in range(n)]
     assert origin.peak_inflight == n
+
+
+@pytest.mark.parametrize("linger", ["0", "300ms"])
+def test_idle_keepalive_connection_goes_to_the_waiter(corral, origin, linger):
+    # An idle keep-alive connection costs no thread: after keepalive_linger the
+    # worker hands it to the session waiter (connections_idle), and the next
+    # request on it is served again by a worker.
+    from conftest import wait_for
+    origin.route("/ka", o.fixed(body=b"again", headers=HDRS))
+    c = corral("[proxy]\nkeepalive_linger = %s\n" % linger)
+    with c.client() as cl:
+        assert cl.request(request(origin, "/ka")).body == b"again"
+        wait_for(lambda: c.metrics().get("corral_connections_idle") == 1, 10,
+                 "the connection parked in the session waiter")
+        m = c.metrics()
+        assert m["corral_workers_busy"] == 0, m
+        assert cl.request(request(origin, "/ka")).body == b"again"
+        wait_for(lambda: c.metrics().get("corral_connections_idle") == 1, 10,
+                 "the connection parked again")
+    assert origin.count("/ka") == 2

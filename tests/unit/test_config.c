@@ -155,6 +155,7 @@ check_same_config(const char *file, int line, const char *what,
 	SAME(max_connections);
 	SAME(via);
 	SAME(shutdown_grace_ms);
+	SAME(keepalive_linger_ms);
 	SAME(n_connect_ports);
 	SAME(connect_any_port);
 	for (int i = 0; i < a->n_connect_ports && i < b->n_connect_ports; i++)
@@ -212,6 +213,7 @@ test_defaults(void)
 	CHECK_INT(d.max_connections, 4096);
 	CHECK_INT(d.via, 1);
 	CHECK_INT(d.shutdown_grace_ms, 10000);
+	CHECK_INT(d.keepalive_linger_ms, 50);
 	CHECK_INT(d.n_connect_ports, 1);
 	CHECK_INT(d.connect_ports[0], 443);
 	CHECK_INT(d.connect_any_port, 0);
@@ -481,6 +483,7 @@ test_full_file(void)
 	    "max_connections = 123\n"
 	    "via = off\n"
 	    "shutdown_grace = 0\n"
+	    "keepalive_linger = 0\n"
 	    "connect_ports = 443, 8443 ,563\n"
 	    "\n"
 	    "# upstream\n"
@@ -528,6 +531,7 @@ test_full_file(void)
 	CHECK_INT(c->max_connections, 123);
 	CHECK_INT(c->via, 0);
 	CHECK_INT(c->shutdown_grace_ms, 0);
+	CHECK_INT(c->keepalive_linger_ms, 0);
 	CHECK_INT(c->n_connect_ports, 3);
 	CHECK_INT(c->connect_ports[0], 443);
 	CHECK_INT(c->connect_ports[1], 8443);
