@@ -10,7 +10,6 @@
 #include "corral/exchange.h"
 #include "corral/log.h"
 #include "corral/policy.h"
-#include "corral/session.h"
 #include "corral/stats.h"
 
 #include <stdio.h>
@@ -56,17 +55,7 @@ static int build_head(struct exchange *x, struct entry *e, const char *cache_sta
 		else
 			x->close_after = 1; /* close-delimited for HTTP/1.0 */
 	}
-	if (chunked)
-		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-	if (x->cfg->via)
-		evbuffer_add_printf(out, "Via: 1.1 corral\r\n");
-	if (!r->keep_alive || session_stopping())
-		x->close_after = 1;
-	if (x->close_after)
-		evbuffer_add_printf(out, "Connection: close\r\n");
-	else if (r->http_minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+	exchange_end_head(x, out, chunked);
 	return chunked;
 }
 

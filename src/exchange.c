@@ -64,6 +64,22 @@ int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chu
 	return 0;
 }
 
+void exchange_end_head(struct exchange *x, struct evbuffer *out, int chunked)
+{
+	const struct request *r = &x->req;
+	if (chunked)
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	if (x->cfg->via)
+		evbuffer_add_printf(out, "Via: 1.1 corral\r\n");
+	if (!r->keep_alive || session_stopping())
+		x->close_after = 1;
+	if (x->close_after)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (r->http_minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+}
+
 void exchange_set_mime(struct exchange *x, const char *ctype)
 {
 	/* the media type alone, as Squid logs it */

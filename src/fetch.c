@@ -60,15 +60,11 @@ static int copy_vary(struct fetch *f, struct entry *e)
 	e->vary = headers_join(&f->head.headers, "Vary");
 	if (e->vary == NULL)
 		return headers_get(&f->head.headers, "Vary") ? -1 : 0;
-	for (const char *p = e->vary; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *start = p;
-		while (*p && *p != ',' && *p != ' ' && *p != '\t')
-			p++;
-		size_t n = (size_t)(p - start);
+	const char *p = e->vary, *start;
+	size_t n;
+	while ((p = http_list_next(p, &start, &n)) != NULL) {
 		char name[128];
-		if (n == 0 || n >= sizeof name)
+		if (n >= sizeof name)
 			continue;
 		memcpy(name, start, n);
 		name[n] = '\0';

@@ -20,7 +20,6 @@
 #include "corral/config.h"
 #include "corral/exchange.h"
 #include "corral/log.h"
-#include "corral/session.h"
 #include "corral/stats.h"
 #include "corral/resphead.h"
 #include "corral/upstream.h"
@@ -93,20 +92,11 @@ static int send_head(struct fwd *f)
 	if (!f->no_body && cl == NULL) {
 		if (r->http_major == 1 && r->http_minor >= 1) {
 			f->chunked_out = 1;
-			evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
 		} else {
 			x->close_after = 1; /* close-delimited for HTTP/1.0 */
 		}
 	}
-	if (x->cfg->via)
-		evbuffer_add_printf(out, "Via: 1.1 corral\r\n");
-	if (!r->keep_alive || session_stopping())
-		x->close_after = 1;
-	if (x->close_after)
-		evbuffer_add_printf(out, "Connection: close\r\n");
-	else if (r->http_minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+	exchange_end_head(x, out, f->chunked_out);
 	size_t len = evbuffer_get_length(out);
 	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
 	evbuffer_free(out);

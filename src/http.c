@@ -91,6 +91,22 @@ char *headers_join(const struct http_headers *h, const char *name)
 	return out;
 }
 
+const char *http_list_next(const char *p, const char **tok, size_t *len)
+{
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			return NULL;
+		const char *start = p;
+		while (*p && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		*tok = start;
+		*len = (size_t)(p - start);
+		return p;
+	}
+}
+
 int http_list_has(const char *list, const char *token)
 {
 	size_t tlen = strlen(token);

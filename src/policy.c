@@ -311,16 +311,9 @@ int policy_vary_match(const char *vary, const struct http_headers *vary_req,
 {
 	if (vary == NULL)
 		return 1;
-	const char *p = vary;
-	while (*p) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *start = p;
-		while (*p && *p != ',' && *p != ' ' && *p != '\t')
-			p++;
-		size_t n = (size_t)(p - start);
-		if (n == 0)
-			continue;
+	const char *p = vary, *start;
+	size_t n;
+	while ((p = http_list_next(p, &start, &n)) != NULL) {
 		if (n == 1 && *start == '*')
 			return 0;
 		char name[128];

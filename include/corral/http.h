@@ -31,6 +31,10 @@ const char *headers_get(const struct http_headers *h, const char *name);
  * lines, in a malloc'd string; NULL when there is none (or out of memory). */
 char *headers_join(const struct http_headers *h, const char *name);
 
+/* The next token of a comma-separated list at `p`: sets *tok and *len and
+ * returns where to go on from, or NULL when the list has no more tokens. */
+const char *http_list_next(const char *p, const char **tok, size_t *len);
+
 /* Is `token` in the comma-separated list `list` (case-insensitive)? */
 int http_list_has(const char *list, const char *token);
 
