@@ -20,40 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-
-__attribute__((format(printf, 4, 5)))
-static int
-check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		n_pass++;
-		return 1;
-	}
-	n_fail++;
-	printf("FAIL %s:%d: ", file, line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return 0;
-}
-
-#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECK_INT(a, b) do { \
-	long long a_ = (long long)(a), b_ = (long long)(b); \
-	check(a_ == b_, __FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
-} while (0)
-#define CHECK_STR(a, b) do { \
-	const char *a_ = (a), *b_ = (b); \
-	check(strcmp(a_, b_) == 0, __FILE__, __LINE__, "%s: '%s' != '%s'", #a, a_, b_); \
-} while (0)
-#define CHECK_HAS(hay, needle) do { \
-	const char *h_ = (hay), *n_ = (needle); \
-	check(strstr(h_, n_) != NULL, __FILE__, __LINE__, "'%s' lacks '%s'", h_, n_); \
-} while (0)
+#include "check.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -1115,6 +1082,5 @@ main(void)
 	test_files();
 	test_allowed();
 	test_running();
-	printf("config: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail == 0 ? 0 : 1;
+	return check_summary("config");
 }

@@ -17,40 +17,13 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static atomic_int n_pass, n_fail;
-
-__attribute__((format(printf, 4, 5)))
-static int
-check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		n_pass++;
-		return 1;
-	}
-	n_fail++;
-	printf("FAIL %s:%d: ", file, line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	return 0;
-}
-
-#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECK_INT(a, b) do { \
-	long long a_ = (long long)(a), b_ = (long long)(b); \
-	check(a_ == b_, __FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
-} while (0)
+#include "check.h"
 
 #define DEADLINE_S 60 /* generous: TSan is slow */
 
@@ -181,8 +154,7 @@ static void
 hung(const char *file, int line, const char *what)
 {
 	check(0, file, line, "deadline passed waiting for %s", what);
-	printf("entry: %d passed, %d failed\n", n_pass, n_fail);
-	fflush(stdout);
+	check_summary("entry");
 	_Exit(1);
 }
 #define WAIT_AT_LEAST(v, want, what) do { \
@@ -978,6 +950,5 @@ main(void)
 	test_threads_detach();
 	test_threads_last_reader_leaves();
 	test_threads_refs();
-	printf("entry: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail == 0 ? 0 : 1;
+	return check_summary("entry");
 }

@@ -16,48 +16,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-
-__attribute__((format(printf, 4, 5)))
-static int
-check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		n_pass++;
-		return 1;
-	}
-	n_fail++;
-	printf("FAIL %s:%d: ", file, line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return 0;
-}
-
-#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECK_INT(a, b) do { \
-	long long a_ = (long long)(a), b_ = (long long)(b); \
-	check(a_ == b_, __FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
-} while (0)
-#define CHECK_STR(a, b) do { \
-	const char *a_ = (a), *b_ = (b); \
-	check(a_ != NULL && strcmp(a_, b_) == 0, __FILE__, __LINE__, "%s: '%s' != '%s'", \
-	      #a, a_ ? a_ : "(null)", b_); \
-} while (0)
-#define CHECK_NULL(a) do { \
-	const char *a_ = (a); \
-	check(a_ == NULL, __FILE__, __LINE__, "%s: '%s' is not NULL", #a, a_ ? a_ : ""); \
-} while (0)
+#include "check.h"
 
 /* ---- header lists ---------------------------------------------------------- */
 
@@ -133,6 +98,27 @@ test_headers(void)
 	/* free on an empty list, and twice, is harmless */
 	headers_free(&h);
 	CHECK_INT(h.n, 0);
+}
+
+static void
+test_list_next(void)
+{
+	const char *p, *tok;
+	size_t n;
+
+	CHECK_NULL(http_list_next("", &tok, &n));
+	CHECK_NULL(http_list_next(" ,\t, ", &tok, &n));
+	p = http_list_next("Accept-Encoding", &tok, &n);
+	CHECK(p != NULL && n == 15 && strncmp(tok, "Accept-Encoding", n) == 0);
+	CHECK_NULL(http_list_next(p, &tok, &n));
+	/* separators: commas, spaces, tabs, empty items */
+	p = http_list_next(" a ,, b\t,c,", &tok, &n);
+	CHECK(p != NULL && n == 1 && *tok == 'a');
+	p = http_list_next(p, &tok, &n);
+	CHECK(p != NULL && n == 1 && *tok == 'b');
+	p = http_list_next(p, &tok, &n);
+	CHECK(p != NULL && n == 1 && *tok == 'c');
+	CHECK_NULL(http_list_next(p, &tok, &n));
 }
 
 static void
@@ -888,6 +874,7 @@ main(void)
 {
 	config_defaults(&cfg);
 	test_headers();
+	test_list_next();
 	test_join();
 	test_list_has();
 	test_hop_by_hop();
@@ -903,6 +890,5 @@ main(void)
 	test_request_connect();
 	test_request_errors();
 	test_request_limits();
-	printf("http: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail == 0 ? 0 : 1;
+	return check_summary("http");
 }

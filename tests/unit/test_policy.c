@@ -16,37 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-__attribute__((format(printf, 4, 5)))
-static int
-check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		n_pass++;
-		return 1;
-	}
-	n_fail++;
-	printf("FAIL %s:%d: ", file, line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return 0;
-}
-
-#define CHECK(cond) check(!!(cond), __FILE__, __LINE__, "%s", #cond)
-#define CHECK_INT(a, b) do { \
-	long long a_ = (long long)(a), b_ = (long long)(b); \
-	check(a_ == b_, __FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
-} while (0)
-#define CHECK_STR(a, b) do { \
-	const char *a_ = (a), *b_ = (b); \
-	check(a_ && b_ ? strcmp(a_, b_) == 0 : a_ == b_, __FILE__, __LINE__, \
-	      "%s: '%s' != '%s'", #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-} while (0)
+#include "check.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -846,6 +816,5 @@ main(void)
 	headers_free(&req);
 	headers_free(&resp);
 	headers_free(&stored);
-	printf("policy: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail == 0 ? 0 : 1;
+	return check_summary("policy");
 }
