@@ -18,85 +18,74 @@
 #include <sys/uio.h>
 #include <time.h>
 
-/* The response head for e. Returns whether the body is chunked. */
-static int build_head(struct exchange *x, struct entry *e, const char *cache_status,
-                      int own_fetch, struct evbuffer *out, int *no_body,
-                      enum entry_state *state)
+#define DELIVER_IOV 64 /* body chunks per write */
+
+/* The variable end of e's head for this request: Age, Cache-Status, the
+ * framing, Via, Connection. Written to `buf` (size `len`); returns its length
+ * and sets *chunked, *no_body and *state (the entry's state now). */
+static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_status,
+                        int own_fetch, char *buf, size_t len, int *chunked, int *no_body,
+                        enum entry_state *state)
 {
 	const struct request *r = &x->req;
-	enum entry_state st;
-	uint64_t have = entry_bytes(e, &st);
-	*state = st;
+	uint64_t have = entry_bytes(e, state);
 	int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
 	                         e->response_time, time(NULL));
-	int chunked = 0;
+	int n;
 
+	*chunked = 0;
 	*no_body = strcmp(r->method, "HEAD") == 0 || e->status < 200 ||
 	           e->status == 204 || e->status == 304;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", e->status, e->reason);
-	for (int i = 0; i < e->headers.n; i++) {
-		if (strcasecmp(e->headers.v[i].name, "Age") == 0)
-			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", e->headers.v[i].name, e->headers.v[i].value);
-	}
-	evbuffer_add_printf(out, "Age: %lld\r\n", (long long)age);
-	evbuffer_add_printf(out, "Cache-Status: %s\r\n", cache_status);
+	n = snprintf(buf, len, "Age: %lld\r\nCache-Status: %s\r\n", (long long)age,
+	             cache_status);
 	if (e->status != 204 && e->status != 304 && e->status >= 200) {
 		if (e->content_length >= 0)
-			evbuffer_add_printf(out, "Content-Length: %lld\r\n",
-			                    (long long)e->content_length);
-		else if (st == ENTRY_COMPLETE && !own_fetch)
-			evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-			                    (unsigned long long)have);
+			n += snprintf(buf + n, len - (size_t)n, "Content-Length: %lld\r\n",
+			              (long long)e->content_length);
+		else if (*state == ENTRY_COMPLETE && !own_fetch)
+			n += snprintf(buf + n, len - (size_t)n, "Content-Length: %llu\r\n",
+			              (unsigned long long)have);
 		else if (*no_body)
 			; /* HEAD while the length is unknown: say nothing */
 		else if (r->http_major == 1 && r->http_minor >= 1)
-			chunked = 1;
+			*chunked = 1;
 		else
 			x->close_after = 1; /* close-delimited for HTTP/1.0 */
 	}
-	exchange_end_head(x, out, chunked);
-	return chunked;
+	return (size_t)n + exchange_head_end(x, buf + n, *chunked);
 }
 
 void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
              const char *cache_status, int own_fetch)
 {
-	struct evbuffer *out = evbuffer_new();
-	int no_body = 0, chunked = 0, failed = 0;
+	/* Age (<= 20 digits), Cache-Status (< 100: serve.c's strings), a
+	 * Content-Length (<= 20 digits) and their names fit in 256 */
+	char tail[256 + EXCHANGE_HEAD_END_MAX];
+	struct iovec v[2 + DELIVER_IOV];
+	int no_body, chunked, failed = 0, nv;
+	enum entry_state st;
 
 	x->cache_status = cache_status;
 	snprintf(x->upstream, sizeof x->upstream, "%s", e->upstream);
 	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	x->status = e->status;
-	if (out == NULL) {
-		x->close_after = 1;
-		goto done;
+	v[0].iov_base = e->wire_head;
+	v[0].iov_len = e->wire_head_len;
+	v[1].iov_base = tail;
+	v[1].iov_len = head_tail(x, e, cache_status, own_fetch, tail,
+	                         sizeof tail - EXCHANGE_HEAD_END_MAX, &chunked, &no_body, &st);
+	nv = 2;
+	if (st == ENTRY_COMPLETE && !no_body && !chunked) {
+		/* a complete entry: the head and the body go out together
+		 * (entry_read_iov does not wait on a complete entry) */
+		nv += entry_read_iov(e, r, v + 2, DELIVER_IOV, &st);
 	}
-	enum entry_state st0;
-	chunked = build_head(x, e, cache_status, own_fetch, out, &no_body, &st0);
-	struct iovec v[2] = {
-		{ .iov_base = evbuffer_pullup(out, -1), .iov_len = evbuffer_get_length(out) },
-		{ .iov_base = NULL, .iov_len = 0 },
-	};
-	if (st0 == ENTRY_COMPLETE && !no_body && !chunked) {
-		/* a complete entry: the head and the first chunk in one write
-		 * (entry_read does not wait on a complete entry) */
-		size_t n = 0;
-		enum entry_state st;
-		const char *p = entry_read(e, r, &n, &st);
-		v[1].iov_base = (void *)p;
-		v[1].iov_len = p ? n : 0;
-	}
-	failed = exchange_writev(x, v, 2) < 0;
-	evbuffer_free(out);
+	failed = exchange_writev(x, v, nv) < 0;
 	if (failed || no_body)
 		goto done;
 	for (;;) {
-		size_t n;
-		enum entry_state st;
-		const char *p = entry_read(e, r, &n, &st);
-		if (p == NULL) {
+		nv = entry_read_iov(e, r, v, DELIVER_IOV, &st);
+		if (nv == 0) {
 			if (st == ENTRY_FAILED) {
 				/* cut short: the client must see it */
 				failed = 1;
@@ -105,10 +94,14 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 			}
 			break;
 		}
-		if (exchange_write_body(x, p, n, chunked) < 0) {
-			failed = 1; /* the client went away: only this reader stops */
-			break;
+		if (chunked) {
+			for (int i = 0; i < nv && !failed; i++)
+				failed = exchange_write_body(x, v[i].iov_base, v[i].iov_len, 1) < 0;
+		} else {
+			failed = exchange_writev(x, v, nv) < 0;
 		}
+		if (failed)
+			break; /* the client went away: only this reader stops */
 	}
 done:
 	if (failed)

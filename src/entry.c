@@ -4,8 +4,11 @@
  */
 #include "corral/entry.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
 
 struct entry *entry_new(void)
 {
@@ -49,6 +52,7 @@ void entry_unref(struct entry **ep)
 	headers_free(&e->headers);
 	headers_free(&e->vary_req);
 	free(e->vary);
+	free(e->wire_head);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->grown);
 	e->magic = 0;
@@ -62,7 +66,7 @@ static void do_transit_free(struct entry *e)
 	while (e->first && e->first != e->last) {
 		struct chunk *c = e->first;
 		for (struct entry_reader *r = e->readers; r; r = r->next)
-			if (r->cur == NULL || r->cur == c)
+			if (r->cur == NULL || r->cur == c || r->hold == c)
 				goto out;
 		e->first = c->next;
 		e->dropped += c->len;
@@ -195,4 +199,77 @@ uint64_t entry_bytes(struct entry *e, enum entry_state *state)
 		*state = e->state;
 	pthread_mutex_unlock(&e->lock);
 	return b;
+}
+
+int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
+                   enum entry_state *state)
+{
+	int n = 0;
+	pthread_mutex_lock(&e->lock);
+	if (r->hold) {
+		r->hold = NULL; /* what the last call handed out has been written */
+		if (e->transit)
+			do_transit_free(e);
+	}
+	for (;;) {
+		if (r->cur == NULL) {
+			if (e->first) {
+				r->cur = e->first;
+				r->off = 0;
+			}
+		} else if (r->off == r->cur->len && r->cur->next) {
+			r->cur = r->cur->next;
+			r->off = 0;
+		}
+		if (r->cur && r->off < r->cur->len)
+			break;
+		if (e->state != ENTRY_STREAMING) {
+			*state = e->state;
+			pthread_mutex_unlock(&e->lock);
+			return 0;
+		}
+		pthread_cond_wait(&e->grown, &e->lock);
+	}
+	if (e->transit)
+		do_transit_free(e);
+	/* r->cur holds unread bytes: hand out from there to the last chunk */
+	r->hold = r->cur;
+	for (;;) {
+		iov[n].iov_base = r->cur->data + r->off;
+		iov[n].iov_len = r->cur->len - r->off;
+		r->pos += iov[n].iov_len;
+		r->off = r->cur->len;
+		n++;
+		if (n == max || r->cur->next == NULL)
+			break;
+		r->cur = r->cur->next;
+		r->off = 0;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+int entry_serialise_head(struct entry *e)
+{
+	size_t len = strlen(e->reason) + 32;
+	for (int i = 0; i < e->headers.n; i++)
+		len += strlen(e->headers.v[i].name) + strlen(e->headers.v[i].value) + 4;
+	char *p = malloc(len);
+	if (p == NULL)
+		return -1;
+	size_t n = (size_t)snprintf(p, len, "HTTP/1.1 %d %s\r\n", e->status, e->reason);
+	for (int i = 0; i < e->headers.n; i++) {
+		const struct http_header *h = &e->headers.v[i];
+		if (strcasecmp(h->name, "Age") == 0)
+			continue; /* the deliverer sends the current age */
+		size_t nl = strlen(h->name), vl = strlen(h->value);
+		memcpy(p + n, h->name, nl);
+		memcpy(p + n + nl, ": ", 2);
+		memcpy(p + n + nl + 2, h->value, vl);
+		memcpy(p + n + nl + 2 + vl, "\r\n", 2);
+		n += nl + vl + 4;
+	}
+	e->wire_head = p;
+	e->wire_head_len = n;
+	return 0;
 }

@@ -64,21 +64,27 @@ int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chu
 	return 0;
 }
 
-void exchange_end_head(struct exchange *x, struct evbuffer *out, int chunked)
+/* Append the literal `s` at *n in buf (the caller sized buf for them all). */
+#define PUT(s) (memcpy(buf + n, s, sizeof s - 1), n += sizeof s - 1)
+
+size_t exchange_head_end(struct exchange *x, char buf[EXCHANGE_HEAD_END_MAX], int chunked)
 {
 	const struct request *r = &x->req;
+	size_t n = 0;
 	if (chunked)
-		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+		PUT("Transfer-Encoding: chunked\r\n");
 	if (x->cfg->via)
-		evbuffer_add_printf(out, "Via: 1.1 corral\r\n");
+		PUT("Via: 1.1 corral\r\n");
 	if (!r->keep_alive || session_stopping())
 		x->close_after = 1;
 	if (x->close_after)
-		evbuffer_add_printf(out, "Connection: close\r\n");
+		PUT("Connection: close\r\n");
 	else if (r->http_minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+		PUT("Connection: keep-alive\r\n");
+	PUT("\r\n");
+	return n;
 }
+#undef PUT
 
 void exchange_set_mime(struct exchange *x, const char *ctype)
 {

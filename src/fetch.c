@@ -87,7 +87,8 @@ static int publish(struct fetch *f)
 		return -1;
 	e->status = f->head.status;
 	snprintf(e->reason, sizeof e->reason, "%s", f->head.reason);
-	if (resphead_end_to_end(&f->head, &e->headers) < 0 || copy_vary(f, e) < 0) {
+	if (resphead_end_to_end(&f->head, &e->headers) < 0 || copy_vary(f, e) < 0 ||
+	    entry_serialise_head(e) < 0) {
 		entry_unref(&e);
 		return -1;
 	}

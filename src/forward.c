@@ -96,7 +96,8 @@ static int send_head(struct fwd *f)
 			x->close_after = 1; /* close-delimited for HTTP/1.0 */
 		}
 	}
-	exchange_end_head(x, out, f->chunked_out);
+	char end[EXCHANGE_HEAD_END_MAX];
+	evbuffer_add(out, end, exchange_head_end(x, end, f->chunked_out));
 	size_t len = evbuffer_get_length(out);
 	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
 	evbuffer_free(out);

@@ -45,6 +45,8 @@ struct chunk {
 struct entry_reader {
 	struct chunk *cur;   /* chunk holding the next byte, NULL = not started */
 	size_t off;          /* offset of the next byte in cur */
+	struct chunk *hold;  /* first chunk handed out by the last entry_read_iov:
+	                        kept (not freed in transit) until the next call */
 	uint64_t pos;        /* body bytes read */
 	struct entry_reader *next;
 };
@@ -60,6 +62,8 @@ struct entry {
 	char reason[128];
 	struct http_headers headers;   /* end-to-end response headers, no framing */
 	char *vary;                    /* the response's Vary lines joined, or NULL */
+	char *wire_head;               /* status line + headers but Age, as sent */
+	size_t wire_head_len;
 	struct http_headers vary_req;  /* request lines of the headers named in vary */
 	int64_t content_length;        /* from the origin, -1 unknown */
 	int64_t request_time, response_time; /* seconds, for Age */
@@ -110,6 +114,18 @@ void entry_detach(struct entry *e, struct entry_reader *r);
  * COMPLETE (all read) or FAILED. */
 const char *entry_read(struct entry *e, struct entry_reader *r, size_t *len,
                        enum entry_state *state);
+
+/* Like entry_read, but hands out up to `max` consecutive chunks at once (for
+ * one writev); they stay valid until the next call. Returns the number of
+ * iovecs filled (> 0), or 0 with *state set to COMPLETE or FAILED. */
+struct iovec;
+int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
+                   enum entry_state *state);
+
+/* Serialise the immutable head (status line and headers, leaving out Age)
+ * once, at publish, so that a hit copies it instead of formatting it.
+ * Returns 0 or -1 (out of memory). */
+int entry_serialise_head(struct entry *e);
 
 /* Body bytes so far and state, under the lock. */
 uint64_t entry_bytes(struct entry *e, enum entry_state *state);

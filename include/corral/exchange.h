@@ -46,11 +46,12 @@ int exchange_writev(struct exchange *x, struct iovec *v, int n);
 /* Body bytes to the client, chunk-framed when `chunked`. Returns 0 or -1. */
 int exchange_write_body(struct exchange *x, const void *buf, size_t len, int chunked);
 
-/* End a response head being built in `out`: Transfer-Encoding when
+/* The end of a response head, written to buf: Transfer-Encoding when
  * `chunked`, Via, the Connection header (deciding close_after), the blank
- * line. Shared by every path that relays or delivers a response. */
-struct evbuffer;
-void exchange_end_head(struct exchange *x, struct evbuffer *out, int chunked);
+ * line. Returns its length. Shared by every path that relays or delivers a
+ * response. */
+#define EXCHANGE_HEAD_END_MAX 128
+size_t exchange_head_end(struct exchange *x, char buf[EXCHANGE_HEAD_END_MAX], int chunked);
 
 /* Record a Content-Type for the access log: the media type alone, or "-". */
 void exchange_set_mime(struct exchange *x, const char *ctype);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "check.h"
@@ -388,6 +389,74 @@ test_transit(void)
 	CHECK_INT(s.held, 30);
 	CHECK_INT(s.dropped, 30);
 	CHECK_INT(entry_attach(e, &late), -1);
+	entry_unref(&e);
+}
+
+/* entry_read_iov hands out several chunks at once and keeps them until the
+ * next call, even in transit. */
+static void
+test_read_iov(void)
+{
+	struct entry *e = entry_new();
+	struct entry_reader a, b;
+	struct iovec v[2];
+	enum entry_state st;
+	int n;
+
+	CHECK_INT(entry_attach(e, &a), 0);
+	CHECK_INT(entry_attach(e, &b), 0);
+	append_str(e, "one");
+	append_str(e, "two");
+	append_str(e, "three");
+	n = entry_read_iov(e, &a, v, 2, &st);
+	CHECK_INT(n, 2);
+	CHECK(v[0].iov_len == 3 && memcmp(v[0].iov_base, "one", 3) == 0);
+	CHECK(v[1].iov_len == 3 && memcmp(v[1].iov_base, "two", 3) == 0);
+	CHECK_INT(a.pos, 6);
+	/* b takes everything in one go */
+	struct iovec w[8];
+	n = entry_read_iov(e, &b, w, 8, &st);
+	CHECK_INT(n, 3);
+	CHECK(w[2].iov_len == 5 && memcmp(w[2].iov_base, "three", 5) == 0);
+	CHECK_INT(b.pos, 11);
+
+	/* transit: a's batch (one, two) stays while a may still be writing it */
+	entry_make_transit(e);
+	CHECK_INT(sample(e).held, 11);
+	n = entry_read_iov(e, &a, v, 2, &st);
+	CHECK_INT(n, 1);
+	CHECK(v[0].iov_len == 5 && memcmp(v[0].iov_base, "three", 5) == 0);
+	/* a moved on, but b's batch (one, two, three) is still b's */
+	CHECK_INT(sample(e).held, 11);
+
+	entry_finish(e, ENTRY_COMPLETE);
+	CHECK_INT(entry_read_iov(e, &b, w, 8, &st), 0);
+	CHECK_INT(st, ENTRY_COMPLETE);
+	/* b is done with its batch: one and two go, the last chunk stays */
+	CHECK_INT(sample(e).held, 5);
+	CHECK_INT(sample(e).dropped, 6);
+	CHECK_INT(entry_read_iov(e, &a, v, 2, &st), 0);
+	CHECK_INT(st, ENTRY_COMPLETE);
+	entry_detach(e, &a);
+	entry_detach(e, &b);
+	entry_unref(&e);
+}
+
+static void
+test_serialise_head(void)
+{
+	struct entry *e = entry_new();
+	e->status = 200;
+	snprintf(e->reason, sizeof e->reason, "OK");
+	headers_add(&e->headers, "Content-Type", 12, "text/plain", 10);
+	headers_add(&e->headers, "Age", 3, "30", 2);
+	headers_add(&e->headers, "Set-Cookie", 10, "a=1", 3);
+	headers_add(&e->headers, "Set-Cookie", 10, "b=2", 3);
+	CHECK_INT(entry_serialise_head(e), 0);
+	static const char want[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	                           "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n";
+	CHECK_INT(e->wire_head_len, sizeof want - 1);
+	CHECK(memcmp(e->wire_head, want, sizeof want - 1) == 0);
 	entry_unref(&e);
 }
 
@@ -942,6 +1011,8 @@ main(void)
 	test_failed();
 	test_late_readers();
 	test_transit();
+	test_read_iov();
+	test_serialise_head();
 	test_append_no_readers();
 	test_transit_big_chunk();
 	test_refs();
