@@ -161,34 +161,11 @@ void entry_detach(struct entry *e, struct entry_reader *r)
 const char *entry_read(struct entry *e, struct entry_reader *r, size_t *len,
                        enum entry_state *state)
 {
-	pthread_mutex_lock(&e->lock);
-	for (;;) {
-		if (r->cur == NULL) {
-			if (e->first) {
-				r->cur = e->first;
-				r->off = 0;
-			}
-		} else if (r->off == r->cur->len && r->cur->next) {
-			r->cur = r->cur->next;
-			r->off = 0;
-			if (e->transit)
-				do_transit_free(e);
-		}
-		if (r->cur && r->off < r->cur->len) {
-			const char *p = r->cur->data + r->off;
-			*len = r->cur->len - r->off;
-			r->off = r->cur->len;
-			r->pos += *len;
-			pthread_mutex_unlock(&e->lock);
-			return p;
-		}
-		if (e->state != ENTRY_STREAMING) {
-			*state = e->state;
-			pthread_mutex_unlock(&e->lock);
-			return NULL;
-		}
-		pthread_cond_wait(&e->grown, &e->lock);
-	}
+	struct iovec v;
+	if (entry_read_iov(e, r, &v, 1, state) == 0)
+		return NULL;
+	*len = v.iov_len;
+	return v.iov_base;
 }
 
 uint64_t entry_bytes(struct entry *e, enum entry_state *state)
