@@ -150,6 +150,17 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, int counted,
 	*found = out.entry; /* the caller drops the reference after using `used` */
 }
 
+/* A stored entry found (hit) or handed over (coalesced): nothing went
+ * upstream for this request. */
+static void serve_stored(struct exchange *x, struct entry *e, struct entry_reader *rd,
+                         const char *result, const char *cache_status)
+{
+	x->result = result;
+	x->hierarchy = "HIER_NONE";
+	deliver(x, e, rd, cache_status, 0);
+	x->upstream[0] = '\0';
+}
+
 void cache_serve(struct exchange *x)
 {
 	struct request *r = &x->req;
@@ -174,18 +185,12 @@ void cache_serve(struct exchange *x)
 	switch (decide(x, h, &rd, &e)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
-		x->result = "TCP_MEM_HIT";
-		x->hierarchy = "HIER_NONE";
-		deliver(x, e, &rd, "corral; hit", 0);
-		x->upstream[0] = '\0';
+		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
 		used = e;
 		break;
 	case V_COALESCED:
 		stats_inc(STAT_cache_coalesced_total);
-		x->result = "TCP_CF_HIT";
-		x->hierarchy = "HIER_NONE";
-		deliver(x, e, &rd, "corral; fwd=miss; collapsed; stored", 0);
-		x->upstream[0] = '\0';
+		serve_stored(x, e, &rd, "TCP_CF_HIT", "corral; fwd=miss; collapsed; stored");
 		used = e;
 		break;
 	case V_FETCH:
