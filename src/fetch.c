@@ -196,7 +196,9 @@ static void fetch_job(void *arg)
 		else
 			snprintf(why, sizeof why, "out of memory");
 		stats_inc(STAT_cache_fetch_failures_total);
-		stats_inc(status == 504 ? STAT_upstream_timeouts_total : STAT_upstream_errors_total);
+		stats_inc(status == 403 ? STAT_requests_destination_denied_total
+		          : status == 504 ? STAT_upstream_timeouts_total
+		          : STAT_upstream_errors_total);
 		log_info("%s: cache fetch failed: %d %s", f->url, status, why);
 		cache_fail(f->h, f->counted, status, why, f->out);
 	}

@@ -136,6 +136,8 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, int counted,
 	x->hierarchy = "HIER_DIRECT";
 	if (out.entry == NULL) {
 		x->hierarchy = "HIER_NONE";
+		if (out.status == 403)
+			x->result = "TCP_DENIED"; /* the destination filter said no */
 		exchange_error(x, out.status, out.why);
 		return;
 	}

@@ -320,6 +320,10 @@ def test_loopback_and_link_local_destinations_refused(corral, origin, host):
     assert_error(r, 403, "destination")
     assert origin.connections == 0
     assert c.alive()
+    assert " TCP_DENIED/403 " in c.wait_log_lines(1)[0]
+    m = c.metrics()
+    assert m["corral_requests_destination_denied_total"] == 1, m
+    assert m["corral_upstream_errors_total"] == 0, m
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1:443", "127.0.0.1:{port}"])
