@@ -28,10 +28,10 @@ static struct {
 	uint64_t objects;
 } table = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* A list of entries to release once the table lock is dropped. */
+/* Entries unlinked under the table lock, to be released once it is dropped
+ * (chained through entry.victim_next: any number of them). */
 struct victims {
-	struct entry *v[64];
-	int n;
+	struct entry *first;
 };
 
 static uint64_t hash_key(const char *s)
@@ -121,7 +121,8 @@ static void unlink_locked(struct entry *e, struct victims *out)
 	e->head = NULL;
 	table.objects--;
 	stats_add(STAT_cache_objects, -1);
-	out->v[out->n++] = e;
+	e->victim_next = out->first;
+	out->first = e;
 }
 
 static void head_maybe_free(struct keyhead *h);
@@ -131,7 +132,7 @@ static void head_maybe_free(struct keyhead *h);
 static void evict_locked(struct entry *keep, struct victims *out)
 {
 	struct entry *e = table.lru_last;
-	while (table.memory > table.limit && e && out->n < (int)(sizeof out->v / sizeof out->v[0])) {
+	while (table.memory > table.limit && e) {
 		struct entry *prev = e->lru_prev;
 		if (e != keep) {
 			struct keyhead *h = e->head;
@@ -148,11 +149,13 @@ static void evict_locked(struct entry *keep, struct victims *out)
 /* Drop the table's references taken by unlink_locked. No lock held. */
 static void release(struct victims *v)
 {
-	for (int i = 0; i < v->n; i++) {
-		entry_make_transit(v->v[i]);
-		entry_unref(&v->v[i]);
+	while (v->first) {
+		struct entry *e = v->first;
+		v->first = e->victim_next;
+		e->victim_next = NULL;
+		entry_make_transit(e);
+		entry_unref(&e);
 	}
-	v->n = 0;
 }
 
 /* ---- heads ------------------------------------------------------------ */
@@ -279,7 +282,7 @@ static void store_locked(struct keyhead *h, struct entry *e, struct victims *out
 void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out)
 {
-	struct victims v = { .n = 0 };
+	struct victims v = { .first = NULL };
 	struct entry *marker = NULL;
 	if (not_stored) {
 		/* allocated before locking; stored in the table's name */
@@ -335,7 +338,7 @@ void cache_fail(struct keyhead *h, int counted, int status, const char *why,
 
 int cache_grow(struct entry *e, size_t n)
 {
-	struct victims v = { .n = 0 };
+	struct victims v = { .first = NULL };
 	int stored;
 	pthread_mutex_lock(&table.lock);
 	if (e->stored) {
@@ -359,7 +362,7 @@ int cache_grow(struct entry *e, size_t n)
 
 void cache_unstore(struct entry *e)
 {
-	struct victims v = { .n = 0 };
+	struct victims v = { .first = NULL };
 	pthread_mutex_lock(&table.lock);
 	if (e->stored) {
 		struct keyhead *h = e->head;
@@ -374,19 +377,11 @@ void cache_unstore(struct entry *e)
 
 void cache_set_limits(uint64_t memory, uint64_t max_object)
 {
-	struct victims v = { .n = 0 };
+	struct victims v = { .first = NULL };
 	pthread_mutex_lock(&table.lock);
 	table.limit = memory;
 	table.max_object = max_object;
-	for (;;) {
-		evict_locked(NULL, &v);
-		if (v.n < (int)(sizeof v.v / sizeof v.v[0]))
-			break;
-		/* the victim list is full: release and go on */
-		pthread_mutex_unlock(&table.lock);
-		release(&v);
-		pthread_mutex_lock(&table.lock);
-	}
+	evict_locked(NULL, &v);
 	pthread_mutex_unlock(&table.lock);
 	release(&v);
 }
@@ -401,7 +396,7 @@ uint64_t cache_max_object(void)
 
 void cache_cleanup(void)
 {
-	struct victims v = { .n = 0 };
+	struct victims v = { .first = NULL };
 	pthread_mutex_lock(&table.lock);
 	while (table.lru_last) {
 		struct entry *e = table.lru_last;
@@ -410,11 +405,6 @@ void cache_cleanup(void)
 		unlink_locked(e, &v);
 		pthread_mutex_unlock(&h->lock);
 		head_maybe_free(h);
-		if (v.n == (int)(sizeof v.v / sizeof v.v[0])) {
-			pthread_mutex_unlock(&table.lock);
-			release(&v);
-			pthread_mutex_lock(&table.lock);
-		}
 	}
 	pthread_mutex_unlock(&table.lock);
 	release(&v);

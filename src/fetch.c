@@ -234,7 +234,7 @@ int fetch_start(struct exchange *x, struct keyhead *h, int counted,
 	}
 	cache_head_hold(h);
 	f->h = h;
-	if (pool_submit(fetch_job, f) < 0)
+	if (pool_submit_first(fetch_job, f) < 0)
 		goto fail;
 	return 0;
 fail:

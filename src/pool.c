@@ -150,6 +150,39 @@ int pool_submit(pool_job_fn *fn, void *arg)
 	return 0;
 }
 
+int pool_submit_first(pool_job_fn *fn, void *arg)
+{
+	struct job *j = malloc(sizeof *j);
+	if (j == NULL)
+		return -1;
+	j->fn = fn;
+	j->arg = arg;
+
+	pthread_mutex_lock(&pool.lock);
+	j->next = pool.head;
+	pool.head = j;
+	if (pool.tail == NULL)
+		pool.tail = j;
+	pool.queued++;
+	if (pool.queued > pool.idle) {
+		int before = pool.threads;
+		do_spawn(); /* past max_workers if need be: see pool.h */
+		if (pool.threads == before && pool.idle == 0) {
+			/* no thread will come for it: take it back */
+			pool.head = j->next;
+			if (pool.head == NULL)
+				pool.tail = NULL;
+			pool.queued--;
+			pthread_mutex_unlock(&pool.lock);
+			free(j);
+			return -1;
+		}
+	}
+	pthread_cond_signal(&pool.wake);
+	pthread_mutex_unlock(&pool.lock);
+	return 0;
+}
+
 int pool_busy(void)
 {
 	pthread_mutex_lock(&pool.lock);

@@ -89,6 +89,7 @@ struct entry {
 	struct entry *lru_prev, *lru_next;
 	struct entry *variant_next;    /* head->lock + table lock (see cache.h) */
 	int stored;                    /* in the table (LRU and variants) */
+	struct entry *victim_next;     /* unlinked, waiting to be released */
 	uint64_t charged;              /* bytes counted against [cache] memory */
 };
 

@@ -21,6 +21,15 @@ void pool_resize(int min_workers, int max_workers);
 /* Queue a job. Returns 0, or -1 when the pool is stopping. */
 int pool_submit(pool_job_fn *fn, void *arg);
 
+/* Queue a job that others are waiting for (the cache's fetch: its starter
+ * and waiters hold workers until it publishes). It goes first in the queue,
+ * and a thread is started for it when none is idle even at max_workers —
+ * otherwise a pool full of requests waiting for their fetches would wait for
+ * ever. Fetches never outnumber the requests that started them, so the pool
+ * stays under twice max_workers. Returns 0, or -1 when no thread can run it
+ * (out of memory, or a thread could not be created and none is idle). */
+int pool_submit_first(pool_job_fn *fn, void *arg);
+
 /* Jobs queued or running right now. */
 int pool_busy(void);
 
