@@ -91,9 +91,14 @@ static void charge(struct entry *e, int64_t n)
 	stats_add(STAT_cache_memory_bytes, n);
 }
 
-static uint64_t head_size(const struct entry *e)
+/* What a stored entry costs besides its body: its head twice (parsed and
+ * serialised), its Vary values and its key's head (charged to each variant:
+ * an over-count when a key has several, never an under-count). */
+static uint64_t head_size(const struct entry *e, const struct keyhead *h)
 {
-	uint64_t n = ENTRY_OVERHEAD;
+	uint64_t n = ENTRY_OVERHEAD + sizeof *h + strlen(h->key) + e->wire_head_len;
+	if (e->vary)
+		n += strlen(e->vary);
 	for (int i = 0; i < e->headers.n; i++)
 		n += strlen(e->headers.v[i].name) + strlen(e->headers.v[i].value) + 4;
 	for (int i = 0; i < e->vary_req.n; i++)
@@ -207,7 +212,11 @@ struct keyhead *cache_head_get(const char *key)
 		fresh->hash = hash;
 		fresh->phase = KEY_READY;
 		pthread_mutex_init(&fresh->lock, NULL);
-		pthread_cond_init(&fresh->changed, NULL);
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits survive clock steps */
+		pthread_cond_init(&fresh->changed, &ca);
+		pthread_condattr_destroy(&ca);
 	}
 }
 
@@ -274,7 +283,7 @@ static void store_locked(struct keyhead *h, struct entry *e, struct victims *out
 	uint64_t body;
 	enum entry_state st;
 	body = entry_bytes(e, &st);
-	charge(e, (int64_t)(head_size(e) + body));
+	charge(e, (int64_t)(head_size(e, h) + body));
 	table.objects++;
 	stats_add(STAT_cache_objects, 1);
 }

@@ -83,7 +83,7 @@ int entry_append(struct entry *e, const char *data, size_t len)
 {
 	struct chunk *c = malloc(sizeof *c + len);
 	if (c == NULL)
-		return -1;
+		return -2;
 	c->next = NULL;
 	c->len = len;
 	memcpy(c->data, data, len);

@@ -143,8 +143,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 	if (f->e == NULL || len == 0)
 		return len;
-	if (entry_append(f->e, buf, len) < 0) {
-		f->no_readers = 1; /* transit and nobody left to read it */
+	int rc = entry_append(f->e, buf, len);
+	if (rc < 0) {
+		f->no_readers = rc == -1; /* transit and nobody left to read it */
 		return 0;
 	}
 	if (f->stored)

@@ -51,11 +51,11 @@ static void pass(struct exchange *x, const char *cache_status)
 	forward_run(x);
 }
 
-/* The deadline of a wait, on the condvar's clock (CLOCK_REALTIME). */
+/* The deadline of a wait, on the condvar's clock (CLOCK_MONOTONIC). */
 static struct timespec deadline_after(int64_t ms)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {

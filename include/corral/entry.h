@@ -98,8 +98,9 @@ void entry_ref(struct entry *e);
 void entry_unref(struct entry **ep);
 
 /* Fetch side. entry_append copies data into a new chunk and wakes readers;
- * in transit it first waits for readers to drain. Returns 0, or -1 when a
- * transit entry has no reader left (stop fetching). */
+ * in transit it first waits for readers to drain. Returns 0, -1 when a
+ * transit entry has no reader left (stop fetching), or -2 when out of
+ * memory. */
 int entry_append(struct entry *e, const char *data, size_t len);
 /* The one state change: STREAMING -> COMPLETE or FAILED. Wakes readers. */
 void entry_finish(struct entry *e, enum entry_state final);
