@@ -288,7 +288,7 @@ static void store_locked(struct keyhead *h, struct entry *e, struct victims *out
 	stats_add(STAT_cache_objects, 1);
 }
 
-void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *not_stored,
+void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out)
 {
 	struct victims v = { .first = NULL };
@@ -315,7 +315,7 @@ void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *
 			store_locked(h, marker, &v);
 		stats_inc(STAT_cache_not_stored_total);
 	}
-	if (counted && --h->fetches == 0)
+	if (--h->fetches == 0)
 		h->phase = KEY_READY;
 	if (starter)
 		entry_attach(e, starter); /* from byte 0: cannot fail */
@@ -331,11 +331,10 @@ void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *
 	release(&v);
 }
 
-void cache_fail(struct keyhead *h, int counted, int status, const char *why,
-                struct fetch_outcome *out)
+void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
 {
 	pthread_mutex_lock(&h->lock);
-	if (counted && --h->fetches == 0)
+	if (--h->fetches == 0)
 		h->phase = KEY_READY;
 	out->entry = NULL;
 	out->status = status;
@@ -343,6 +342,21 @@ void cache_fail(struct keyhead *h, int counted, int status, const char *why,
 	out->done = 1;
 	pthread_cond_broadcast(&h->changed);
 	pthread_mutex_unlock(&h->lock);
+}
+
+void cache_forget_hfm(struct keyhead *h)
+{
+	struct victims v = { .first = NULL };
+	pthread_mutex_lock(&table.lock);
+	pthread_mutex_lock(&h->lock);
+	for (struct entry *e = h->variants, *next; e; e = next) {
+		next = e->variant_next;
+		if (e->hfm)
+			unlink_locked(e, &v);
+	}
+	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
 }
 
 int cache_grow(struct entry *e, size_t n)

@@ -24,7 +24,6 @@
 
 struct fetch {
 	struct keyhead *h;              /* a use of the key, given back at the end */
-	int counted;                    /* counted in h->fetches (not hit-for-miss) */
 	struct config *cfg;             /* a reference */
 	char *url;
 	char host[256];
@@ -114,7 +113,7 @@ static int publish(struct fetch *f)
 		why = "stale"; /* already stale on arrival: no use storing it */
 	f->e = e;
 	f->stored = why == NULL;
-	cache_publish(f->h, f->counted, e, why, f->starter, f->out);
+	cache_publish(f->h, e, why, f->starter, f->out);
 	f->out = NULL;
 	f->starter = NULL;
 	return 0;
@@ -201,7 +200,7 @@ static void fetch_job(void *arg)
 		          : status == 504 ? STAT_upstream_timeouts_total
 		          : STAT_upstream_errors_total);
 		log_info("%s: cache fetch failed: %d %s", f->url, status, why);
-		cache_fail(f->h, f->counted, status, why, f->out);
+		cache_fail(f->h, status, why, f->out);
 	}
 	if (f->curl)
 		curl_easy_cleanup(f->curl);
@@ -209,8 +208,8 @@ static void fetch_job(void *arg)
 	fetch_free(f);
 }
 
-int fetch_start(struct exchange *x, struct keyhead *h, int counted,
-                struct entry_reader *starter, struct fetch_outcome *out)
+int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
+                struct fetch_outcome *out)
 {
 	const struct request *r = &x->req;
 	struct fetch *f = calloc(1, sizeof *f);
@@ -222,7 +221,6 @@ int fetch_start(struct exchange *x, struct keyhead *h, int counted,
 	f->url = strdup(r->url);
 	snprintf(f->host, sizeof f->host, "%s", x->url.host);
 	f->port = x->url.port;
-	f->counted = counted;
 	f->starter = starter;
 	f->out = out;
 	if (f->url == NULL)
@@ -241,7 +239,7 @@ int fetch_start(struct exchange *x, struct keyhead *h, int counted,
 fail:
 	if (f)
 		fetch_free(f);
-	cache_fail(h, counted, 503, "the proxy could not start an upstream fetch (out of "
-	           "memory or shutting down)", out);
+	cache_fail(h, 503, "the proxy could not start an upstream fetch (out of memory or "
+	           "no thread for it)", out);
 	return -1;
 }

@@ -5,8 +5,8 @@
  *   1. take the key's head (cache_head_get: table lock only to find it);
  *   2. under the head's lock, look for a fresh variant: found -> attach a
  *      reader and deliver (a hit, complete or still streaming); a
- *      hit-for-miss marker -> a fetch of its own, not coalesced, whose answer
- *      may be stored; nothing and no fetch pending ->
+ *      hit-for-miss marker -> pass upstream (a storable answer lifts the
+ *      marker); nothing and no fetch pending ->
  *      PENDING_STORE, count a fetch, start it as a pool job, and wait for
  *      its outcome;
  *   3. a fetch pending -> wait on the key's condvar (bounded by
@@ -39,7 +39,7 @@ enum verdict {
 	V_HIT,        /* a stored fresh variant */
 	V_COALESCED,  /* waited for another request's fetch, read its entry */
 	V_FETCH,      /* this request starts the fetch */
-	V_PASS_HFM,   /* hit-for-miss: fetch for itself, without coalescing */
+	V_PASS_HFM,   /* hit-for-miss: go upstream without coalescing */
 	V_PASS_HEAD,  /* HEAD without a stored GET: forward it */
 	V_TIMEOUT,    /* waited coalesce_timeout: go upstream */
 };
@@ -122,11 +122,11 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 
 /* This request caused the fetch: wait for its outcome (no timeout — the
  * fetch has the upstream timeouts), then read the entry like everyone. */
-static void serve_fetch(struct exchange *x, struct keyhead *h, int counted,
-                        struct entry_reader *rd, struct entry **found, struct entry **used)
+static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
+                        struct entry **found, struct entry **used)
 {
 	struct fetch_outcome out = { .done = 0 };
-	fetch_start(x, h, counted, rd, &out);
+	fetch_start(x, h, rd, &out);
 	pthread_mutex_lock(&h->lock);
 	while (!out.done)
 		pthread_cond_wait(&h->changed, &h->lock);
@@ -197,13 +197,13 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_FETCH:
 		stats_inc(STAT_cache_misses_total);
-		serve_fetch(x, h, 1, &rd, &e, &used);
+		serve_fetch(x, h, &rd, &e, &used);
 		break;
 	case V_PASS_HFM:
-		/* a fetch of its own, not coalesced: its answer may replace the
-		 * marker if it turns out storable */
-		stats_inc(STAT_cache_misses_total);
-		serve_fetch(x, h, 0, &rd, &e, &used);
+		/* straight upstream, in parallel with the others; a storable
+		 * answer lifts the marker (forward.c) */
+		x->hfm_key = h;
+		pass(x, "corral; fwd=miss; detail=uncacheable");
 		break;
 	case V_PASS_HEAD:
 		pass(x, "corral; fwd=miss");

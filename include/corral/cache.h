@@ -23,9 +23,9 @@
  *
  * Hit-for-miss: a response that may not be stored leaves a marker entry
  * (entry.hfm) among the key's variants for HFM_TTL_S seconds: requests that
- * find it fetch for themselves, in parallel, instead of coalescing; a
- * storable answer to one of those fetches replaces the marker (Varnish's
- * hit-for-miss, same default lifetime).
+ * find it go upstream in parallel (passed, no coalescing, no extra thread);
+ * a storable answer to one of them lifts the marker (cache_forget_hfm), so
+ * the next request fetches and stores again (Varnish's hit-for-miss lifetime).
  */
 #ifndef CORRAL_CACHE_H
 #define CORRAL_CACHE_H
@@ -87,18 +87,21 @@ void cache_head_put(struct keyhead *h, struct entry *used);
 struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
 
 /* A fetch publishes its response head: stored (not_stored == NULL) or not
- * (a hit-for-miss marker goes in, `e` goes transit). A `counted` fetch (one
- * that set PENDING_STORE) is counted done and the key goes back to READY when
- * no other is pending; a hit-for-miss fetch was never counted. Attaches
+ * (a hit-for-miss marker goes in, `e` goes transit). Counts the fetch done,
+ * puts the key back to READY when no other fetch is pending, attaches
  * `starter` (if not NULL) to `e`, fills `out`, and wakes every waiter. */
-void cache_publish(struct keyhead *h, int counted, struct entry *e, const char *not_stored,
+void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out);
 
-/* A fetch failed before a response head: counts it done (when `counted`)
- * and wakes the waiters — the first to see the key READY fetches next, the
- * others keep waiting for that try. */
-void cache_fail(struct keyhead *h, int counted, int status, const char *why,
-                struct fetch_outcome *out);
+/* A fetch failed before a response head: counts it done and wakes the
+ * waiters — the first to see the key READY fetches next, the others keep
+ * waiting for that try. */
+void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out);
+
+/* A request passed because of h's hit-for-miss marker got an answer that
+ * may be stored: take the marker out, so that the next request fetches and
+ * stores. */
+void cache_forget_hfm(struct keyhead *h);
 
 /* `n` more body bytes arrived in stored entry `e`: charge them, keep the
  * store under its bound. Returns 1 while `e` is stored, 0 once it is not

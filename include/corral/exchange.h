@@ -15,6 +15,7 @@
 #include "corral/request.h"
 
 struct session;
+struct keyhead;
 
 struct exchange {
 	struct session *s;
@@ -30,6 +31,7 @@ struct exchange {
 	char upstream[64];        /* upstream address */
 	char mime[128];
 	const char *cache_status;  /* Cache-Status value to send, or NULL */
+	struct keyhead *hfm_key;   /* passed for this key's hit-for-miss marker */
 	int close_after;          /* close the connection after this response */
 	int handed_off;           /* the session now belongs to a tunnel */
 };

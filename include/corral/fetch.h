@@ -14,14 +14,13 @@
 
 struct exchange;
 
-/* Start fetching x's request (a GET) for key `h`. `counted`: the caller set
- * the key PENDING_STORE and counted this fetch (0 for a hit-for-miss fetch).
- * `starter` is attached to the entry when it is published and `out` filled
- * (under h->lock, with a broadcast on h->changed); the caller waits for
- * out->done. The fetch takes its own use of `h`. Returns 0, or -1 when it
- * could not start (`out` is then filled as a failure and the count given
- * back). */
-int fetch_start(struct exchange *x, struct keyhead *h, int counted,
-                struct entry_reader *starter, struct fetch_outcome *out);
+/* Start fetching x's request (a GET) for key `h`, which the caller set
+ * PENDING_STORE with this fetch counted. `starter` is attached to the entry
+ * when it is published and `out` filled (under h->lock, with a broadcast on
+ * h->changed); the caller waits for out->done. The fetch takes its own use of
+ * `h`. Returns 0, or -1 when it could not start (`out` is then filled as a
+ * failure and the count given back). */
+int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
+                struct fetch_outcome *out);
 
 #endif

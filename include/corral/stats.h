@@ -29,14 +29,14 @@
 	X(tunnels_active, "CONNECT tunnels open now (gauge)") \
 	X(bytes_to_clients_total, "bytes written to clients (heads and bodies)") \
 	X(cache_hits_total, "requests answered from a stored entry (complete or still streaming)") \
-	X(cache_misses_total, "requests that found nothing usable (or a hit-for-miss mark) and started a fetch") \
+	X(cache_misses_total, "requests that found nothing usable and started a fetch") \
 	X(cache_coalesced_total, "requests that waited for another request's fetch and were served from it") \
 	X(cache_fetches_total, "upstream fetches run by the cache") \
 	X(cache_fetch_failures_total, "cache fetches that failed before the response head") \
 	X(cache_fetch_aborts_total, "cache fetches that broke off after the response head") \
 	X(cache_stored_total, "responses stored") \
 	X(cache_not_stored_total, "fetched responses not storable (the key is marked hit-for-miss)") \
-	X(cache_passes_total, "requests passed upstream without the cache (method, request directives, HEAD misses, coalesce timeout)") \
+	X(cache_passes_total, "requests passed upstream without the cache (method, request directives, hit-for-miss, HEAD misses, coalesce timeout)") \
 	X(cache_coalesce_timeouts_total, "waiters that gave up after coalesce_timeout and went upstream") \
 	X(cache_evictions_total, "entries evicted to stay within [cache] memory") \
 	X(cache_objects, "entries stored now, hit-for-miss markers included (gauge)") \

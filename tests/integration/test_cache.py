@@ -1189,10 +1189,11 @@ def test_coalesce_timeout_sends_the_waiter_upstream(corral, origin):
     assert origin.count("/slowkey") == 2
 
 
-def test_storable_answer_replaces_the_hit_for_miss_mark(corral, origin):
-    # Varnish's hit-for-miss, not hit-for-pass: after a no-store answer the
-    # next request fetches for itself, and when that answer may be stored it
-    # is, so the one after is a hit.
+def test_storable_answer_lifts_the_hit_for_miss_mark(corral, origin):
+    # Hit-for-miss, not hit-for-pass: after a no-store answer the next request
+    # is passed (in parallel with any others); its answer may be stored, which
+    # lifts the mark, so the request after that is fetched and stored, and the
+    # one after is a hit.
     body = o.make_pattern(3000)
     origin.route("/hfm", o.sequence(
         o.fixed(body=body, headers=[("Content-Type", "text/plain"),
@@ -1204,10 +1205,12 @@ def test_storable_answer_replaces_the_hit_for_miss_mark(corral, origin):
     assert is_not_stored(status_of(r1)) and status_of(r1).get("detail") == "no-store"
     r2 = get(c, origin, "/hfm")
     assert r2.status == 200 and r2.body == body
-    assert is_stored_miss(status_of(r2)), r2.headers
+    assert status_of(r2).get("detail") == "uncacheable", r2.headers
     r3 = get(c, origin, "/hfm")
-    assert r3.body == body and is_hit(status_of(r3)), r3.headers
-    assert origin.count("/hfm") == 2
+    assert r3.body == body and is_stored_miss(status_of(r3)), r3.headers
+    r4 = get(c, origin, "/hfm")
+    assert r4.body == body and is_hit(status_of(r4)), r4.headers
+    assert origin.count("/hfm") == 3
 
 
 def test_response_stale_on_arrival_is_not_stored(corral, origin):
