@@ -132,6 +132,17 @@ static void unlink_locked(struct entry *e, struct victims *out)
 
 static void head_maybe_free(struct keyhead *h);
 
+/* Unlink stored entry e under its key's lock, then free the key's head if
+ * that was all it held. Table lock held, no head lock. */
+static void unstore_locked(struct entry *e, struct victims *out)
+{
+	struct keyhead *h = e->head;
+	pthread_mutex_lock(&h->lock);
+	unlink_locked(e, out);
+	pthread_mutex_unlock(&h->lock);
+	head_maybe_free(h);
+}
+
 /* Evict from the LRU tail until memory fits, sparing `keep` (the entry
  * growing now). Table lock held, no head lock. */
 static void evict_locked(struct entry *keep, struct victims *out)
@@ -140,12 +151,8 @@ static void evict_locked(struct entry *keep, struct victims *out)
 	while (table.memory > table.limit && e) {
 		struct entry *prev = e->lru_prev;
 		if (e != keep) {
-			struct keyhead *h = e->head;
-			pthread_mutex_lock(&h->lock);
-			unlink_locked(e, out);
-			pthread_mutex_unlock(&h->lock);
+			unstore_locked(e, out);
 			stats_inc(STAT_cache_evictions_total);
-			head_maybe_free(h);
 		}
 		e = prev;
 	}
@@ -368,11 +375,7 @@ int cache_grow(struct entry *e, size_t n)
 		charge(e, (int64_t)n);
 		if (e->charged > table.max_object) {
 			/* grew past max_object (no Content-Length): stop storing */
-			struct keyhead *h = e->head;
-			pthread_mutex_lock(&h->lock);
-			unlink_locked(e, &v);
-			pthread_mutex_unlock(&h->lock);
-			head_maybe_free(h);
+			unstore_locked(e, &v);
 		} else {
 			evict_locked(e, &v);
 		}
@@ -387,13 +390,8 @@ void cache_unstore(struct entry *e)
 {
 	struct victims v = { .first = NULL };
 	pthread_mutex_lock(&table.lock);
-	if (e->stored) {
-		struct keyhead *h = e->head;
-		pthread_mutex_lock(&h->lock);
-		unlink_locked(e, &v);
-		pthread_mutex_unlock(&h->lock);
-		head_maybe_free(h);
-	}
+	if (e->stored)
+		unstore_locked(e, &v);
 	pthread_mutex_unlock(&table.lock);
 	release(&v);
 }
@@ -415,22 +413,4 @@ uint64_t cache_max_object(void)
 	uint64_t m = table.max_object;
 	pthread_mutex_unlock(&table.lock);
 	return m;
-}
-
-void cache_cleanup(void)
-{
-	struct victims v = { .first = NULL };
-	pthread_mutex_lock(&table.lock);
-	while (table.lru_last) {
-		struct entry *e = table.lru_last;
-		struct keyhead *h = e->head;
-		pthread_mutex_lock(&h->lock);
-		unlink_locked(e, &v);
-		pthread_mutex_unlock(&h->lock);
-		head_maybe_free(h);
-	}
-	pthread_mutex_unlock(&table.lock);
-	release(&v);
-	free(table.buckets);
-	table.buckets = NULL;
 }

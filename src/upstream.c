@@ -56,14 +56,6 @@ int upstream_init(void)
 	return 0;
 }
 
-void upstream_cleanup(void)
-{
-	if (share)
-		curl_share_cleanup(share);
-	share = NULL;
-	curl_global_cleanup();
-}
-
 /* Loopback, link-local, unspecified — and their IPv4-mapped forms. */
 static int is_local_address(const struct sockaddr *sa)
 {

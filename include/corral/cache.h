@@ -67,7 +67,6 @@ struct fetch_outcome {
 };
 
 int cache_init(void);
-void cache_cleanup(void);
 /* [cache] memory, at start and on reload; evicts down to it. */
 void cache_set_limits(uint64_t memory, uint64_t max_object);
 uint64_t cache_max_object(void);

@@ -29,7 +29,6 @@ struct upstream_ctx {
 };
 
 int upstream_init(void);
-void upstream_cleanup(void);
 
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
 
