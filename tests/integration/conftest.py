@@ -74,7 +74,7 @@ def wait_for(predicate, timeout=10, what="condition"):
             return value
         if time.monotonic() >= deadline:
             raise TimeoutError("timed out after %ss waiting for %s" % (timeout * SCALE, what))
-        time.sleep(delay)
+        time.sleep(delay)  # backoff between polls of the predicate, within the deadline
         delay = min(delay * 2, 0.05)
 
 
