@@ -106,11 +106,8 @@ static int publish(struct fetch *f)
 	const char *why = NULL;
 	e->freshness_lifetime = policy_storable(&f->req, e->status, hh, e->content_length,
 	                                        cache_max_object(), e->response_time, &why);
-	if (why == NULL &&
-	    !policy_fresh(e->freshness_lifetime,
-	                  policy_age(e->date_value, e->age_value, e->request_time,
-	                             e->response_time, e->response_time)))
-		why = "stale"; /* already stale on arrival: no use storing it */
+	if (why == NULL && policy_stale_on_arrival(hh, e->freshness_lifetime, e->response_time))
+		why = "stale";
 	f->e = e;
 	f->stored = why == NULL;
 	cache_publish(f->h, e, why, f->starter, f->out);

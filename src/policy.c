@@ -218,6 +218,14 @@ int64_t policy_storable(const struct http_headers *req, int status,
 	return lifetime;
 }
 
+int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now)
+{
+	const char *d = headers_get(resp, "Date"), *a = headers_get(resp, "Age");
+	int64_t age = policy_age(d ? policy_parse_date(d) : -1, a ? strtoll(a, NULL, 10) : -1,
+	                         now, now, now);
+	return !policy_fresh(lifetime, age);
+}
+
 int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
                    int64_t response_time, int64_t now)
 {

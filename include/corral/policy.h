@@ -42,6 +42,10 @@ int64_t policy_storable(const struct http_headers *req, int status,
                         const struct http_headers *resp, int64_t content_length,
                         uint64_t max_object, int64_t now, const char **why);
 
+/* Is a response with this freshness lifetime already stale as it arrives
+ * at `now`, by its Age or its Date? (Storing it would serve nothing.) */
+int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now);
+
 /* Current age of a stored response (RFC 9111 4.2.3). */
 int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
                    int64_t response_time, int64_t now);

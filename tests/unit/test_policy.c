@@ -428,6 +428,19 @@ test_storable(void)
 		      "status %d: lifetime %lld why %s", no[i], (long long)l, why ? why : "NULL");
 	}
 
+	/* stale on arrival: by its Age, or by a Date older than its lifetime
+	 * (NOW is Sun, 09 Sep 2001 01:46:40 GMT) */
+	H(&resp, "Cache-Control: max-age=60", "Age: 100");
+	CHECK(policy_stale_on_arrival(&resp, 60, NOW));
+	H(&resp, "Cache-Control: max-age=60", "Age: 59");
+	CHECK(!policy_stale_on_arrival(&resp, 60, NOW));
+	H(&resp, "Cache-Control: max-age=60", "Date: Sun, 09 Sep 2001 01:44:40 GMT");
+	CHECK(policy_stale_on_arrival(&resp, 60, NOW));
+	H(&resp, "Cache-Control: max-age=60", "Date: Sun, 09 Sep 2001 01:46:00 GMT");
+	CHECK(!policy_stale_on_arrival(&resp, 60, NOW));
+	H(&resp, "Cache-Control: max-age=60");
+	CHECK(!policy_stale_on_arrival(&resp, 60, NOW));
+
 	/* each reason */
 	H(&resp, "Cache-Control: max-age=60, no-store");
 	CHECK_NO_STORE(200, 10, "no-store");
