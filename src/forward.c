@@ -21,8 +21,6 @@
 #include "corral/exchange.h"
 #include "corral/log.h"
 #include "corral/stats.h"
-#include "corral/cache.h"
-#include "corral/policy.h"
 #include "corral/resphead.h"
 #include "corral/upstream.h"
 
@@ -30,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 struct fwd {
 	struct exchange *x;
@@ -78,14 +75,8 @@ static int send_head(struct fwd *f)
 	const char *cl = te ? NULL : headers_get(hh, "Content-Length");
 	const char *ctype = headers_get(hh, "Content-Type");
 	exchange_set_mime(x, ctype);
-	if (x->hfm_key && strcmp(r->method, "GET") == 0) {
-		/* passed for a hit-for-miss marker: if this answer may be stored
-		 * after all, lift the marker so the next request stores it */
-		const char *why;
-		if (policy_storable(&r->headers, status, hh, cl ? strtoll(cl, NULL, 10) : -1,
-		                    cache_max_object(), time(NULL), &why) > 0)
-			cache_forget_hfm(x->hfm_key);
-	}
+	if (x->on_response_head)
+		x->on_response_head(x, status, hh, cl ? strtoll(cl, NULL, 10) : -1);
 
 	f->no_body = strcmp(r->method, "HEAD") == 0 || status < 200 ||
 	             status == 204 || status == 304;

@@ -74,7 +74,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
 	struct timespec deadline = deadline_after(x->cfg->coalesce_timeout_ms);
-	int waited = 0, waiting = 0;
+	int waited = 0;
 	enum verdict v;
 
 	pthread_mutex_lock(&h->lock);
@@ -91,9 +91,8 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			break;
 		}
 		if (h->phase == KEY_PENDING_STORE) {
-			if (!waiting) {
-				waiting = waited = 1;
-				h->waiters++;
+			if (!waited) {
+				waited = 1;
 				stats_inc(STAT_cache_waiters);
 			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
@@ -112,12 +111,25 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		v = V_FETCH;
 		break;
 	}
-	if (waiting) {
-		h->waiters--;
+	if (waited)
 		stats_add(STAT_cache_waiters, -1);
-	}
 	pthread_mutex_unlock(&h->lock);
 	return v;
+}
+
+/* A request passed for a hit-for-miss marker got its answer: if that may be
+ * stored after all, lift the marker so the next request fetches and stores. */
+static void lift_hfm_if_storable(struct exchange *x, int status,
+                                 const struct http_headers *h, int64_t content_length)
+{
+	const char *why;
+	int64_t now = time(NULL);
+	if (strcmp(x->req.method, "GET") != 0)
+		return;
+	int64_t lifetime = policy_storable(&x->req.headers, status, h, content_length,
+	                                   cache_max_object(), now, &why);
+	if (lifetime > 0 && !policy_stale_on_arrival(h, lifetime, now))
+		cache_forget_hfm(x->on_response_head_arg);
 }
 
 /* This request caused the fetch: wait for its outcome (no timeout — the
@@ -202,7 +214,8 @@ void cache_serve(struct exchange *x)
 	case V_PASS_HFM:
 		/* straight upstream, in parallel with the others; a storable
 		 * answer lifts the marker (forward.c) */
-		x->hfm_key = h;
+		x->on_response_head = lift_hfm_if_storable;
+		x->on_response_head_arg = h;
 		pass(x, "corral; fwd=miss; detail=uncacheable");
 		break;
 	case V_PASS_HEAD:

@@ -10,7 +10,7 @@
  *
  *   table lock   the hash table, every head's `users` and `hnext`, the LRU
  *                list, memory accounting, entry.stored/head/lru_*
- *   head->lock   phase, fetches, waiters, the variant list (changed only with
+ *   head->lock   phase, fetches, the variant list (changed only with
  *                the table lock held too, so either lock suffices to read it)
  *   entry->lock  the entry's body and readers (entry.h)
  *
@@ -52,7 +52,6 @@ struct keyhead {
 	pthread_cond_t changed;    /* broadcast on every publish and failure */
 	enum key_phase phase;      /* lock */
 	int fetches;               /* lock: fetches that have not published yet */
-	int waiters;               /* lock: requests waiting for a publish */
 	struct entry *variants;    /* lock + table lock to change, either to read */
 };
 

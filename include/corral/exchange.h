@@ -15,7 +15,6 @@
 #include "corral/request.h"
 
 struct session;
-struct keyhead;
 
 struct exchange {
 	struct session *s;
@@ -31,7 +30,11 @@ struct exchange {
 	char upstream[64];        /* upstream address */
 	char mime[128];
 	const char *cache_status;  /* Cache-Status value to send, or NULL */
-	struct keyhead *hfm_key;   /* passed for this key's hit-for-miss marker */
+	/* forward_run calls this (when set) with the final response head, so
+	 * that whoever passed the request can learn from the answer */
+	void (*on_response_head)(struct exchange *x, int status,
+	                         const struct http_headers *h, int64_t content_length);
+	void *on_response_head_arg;
 	int close_after;          /* close the connection after this response */
 	int handed_off;           /* the session now belongs to a tunnel */
 };
