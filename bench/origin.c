@@ -236,7 +236,10 @@ static void herd_piece(evutil_socket_t fd, short what, void *arg)
 	evbuffer_free(b);
 }
 
-static void send_herd(struct evhttp_request *req, struct pstat *ps, int chunked)
+/* A response body sent over time; the first request on a path records the
+ * timestamps. */
+static struct stream *stream_new(struct evhttp_request *req, struct pstat *ps, uint64_t size,
+                                 const char *cc)
 {
 	struct stream *s = calloc(1, sizeof *s);
 	if (!s)
@@ -244,8 +247,14 @@ static void send_herd(struct evhttp_request *req, struct pstat *ps, int chunked)
 	s->req = req;
 	s->ps = ps;
 	s->record = ps->count == 1;
-	s->size = HERD_SIZE;
-	set_common(req, "public, max-age=86400");
+	s->size = size;
+	set_common(req, cc);
+	return s;
+}
+
+static void send_herd(struct evhttp_request *req, struct pstat *ps, int chunked)
+{
+	struct stream *s = stream_new(req, ps, HERD_SIZE, "public, max-age=86400");
 	if (!chunked) {
 		char cl[32];
 		snprintf(cl, sizeof cl, "%u", HERD_SIZE);
@@ -280,14 +289,7 @@ static void stream_more(struct evhttp_connection *evcon, void *arg)
 
 static void send_stream(struct evhttp_request *req, struct pstat *ps, uint64_t size, const char *cc)
 {
-	struct stream *s = calloc(1, sizeof *s);
-	if (!s)
-		abort();
-	s->req = req;
-	s->ps = ps;
-	s->record = ps->count == 1;
-	s->size = size;
-	set_common(req, cc);
+	struct stream *s = stream_new(req, ps, size, cc);
 	char cl[32];
 	snprintf(cl, sizeof cl, "%" PRIu64, size);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", cl);
