@@ -295,6 +295,24 @@ static void store_locked(struct keyhead *h, struct entry *e, struct victims *out
 	stats_add(STAT_cache_objects, 1);
 }
 
+/* The key's state machine, READY <-> PENDING_STORE, moves only here and in
+ * cache_begin_fetch, and only key_fetch_done wakes the key's waiters. */
+void cache_begin_fetch(struct keyhead *h)
+{
+	h->phase = KEY_PENDING_STORE;
+	h->fetches++;
+}
+
+/* One fetch of h has its outcome in `out` (h->lock held): count it done,
+ * READY again when no other is pending, and wake everyone waiting on h. */
+static void key_fetch_done(struct keyhead *h, struct fetch_outcome *out)
+{
+	if (--h->fetches == 0)
+		h->phase = KEY_READY;
+	out->done = 1;
+	pthread_cond_broadcast(&h->changed);
+}
+
 void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out)
 {
@@ -322,15 +340,12 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 			store_locked(h, marker, &v);
 		stats_inc(STAT_cache_not_stored_total);
 	}
-	if (--h->fetches == 0)
-		h->phase = KEY_READY;
 	if (starter)
 		entry_attach(e, starter); /* from byte 0: cannot fail */
 	entry_ref(e);
 	out->entry = e;
 	out->not_stored = not_stored;
-	out->done = 1;
-	pthread_cond_broadcast(&h->changed);
+	key_fetch_done(h, out);
 	pthread_mutex_unlock(&h->lock);
 	evict_locked(e, &v);
 	pthread_mutex_unlock(&table.lock);
@@ -341,13 +356,10 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
 {
 	pthread_mutex_lock(&h->lock);
-	if (--h->fetches == 0)
-		h->phase = KEY_READY;
 	out->entry = NULL;
 	out->status = status;
 	snprintf(out->why, sizeof out->why, "%s", why);
-	out->done = 1;
-	pthread_cond_broadcast(&h->changed);
+	key_fetch_done(h, out);
 	pthread_mutex_unlock(&h->lock);
 }
 

@@ -106,8 +106,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			v = V_PASS_HEAD;
 			break;
 		}
-		h->phase = KEY_PENDING_STORE;
-		h->fetches++;
+		cache_begin_fetch(h);
 		v = V_FETCH;
 		break;
 	}

@@ -84,6 +84,10 @@ void cache_head_put(struct keyhead *h, struct entry *used);
  * reader (or take a reference) before unlocking. */
 struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
 
+/* This request will fetch for h: PENDING_STORE, one more fetch pending.
+ * Caller holds h->lock. */
+void cache_begin_fetch(struct keyhead *h);
+
 /* A fetch publishes its response head: stored (not_stored == NULL) or not
  * (a hit-for-miss marker goes in, `e` goes transit). Counts the fetch done,
  * puts the key back to READY when no other fetch is pending, attaches
