@@ -12,6 +12,7 @@
 #include "corral/config.h"
 #include "corral/forward.h"
 #include "corral/io.h"
+#include "corral/linger.h"
 #include "corral/log.h"
 #include "corral/serve.h"
 #include "corral/session.h"
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <poll.h>
 #include <sys/uio.h>
 
 int exchange_write(struct exchange *x, const void *buf, size_t len)
@@ -234,9 +234,10 @@ static void log_exchange(struct exchange *x)
 	log_access(&rec);
 }
 
-void exchange_run(void *arg)
+/* Serve requests on s, and on the lingering sessions this worker takes up
+ * after it, until one is closed, handed off or parked. */
+static void serve_sessions(struct session *s)
 {
-	struct session *s = arg;
 	for (;;) {
 		struct exchange x = { .s = s };
 		x.cfg = config_get();
@@ -281,13 +282,24 @@ void exchange_run(void *arg)
 			return;
 		}
 		/* Linger: a client on a busy keep-alive connection usually sends
-		 * its next request within a round trip; waiting for it here costs
-		 * one wake-up, handing the session to the waiter and back costs
-		 * two thread switches. */
-		if (evbuffer_get_length(s->in) == 0 &&
-		    (session_stopping() || io_wait(s->fd, POLLIN, linger_ms) != 1)) {
+		 * its next request within a round trip; waiting for it on the
+		 * worker costs one wake-up, handing the session to the waiter and
+		 * back costs two thread switches. The worker goes on with
+		 * whichever lingering session is ready first (linger.h). */
+		if (evbuffer_get_length(s->in) > 0)
+			continue;
+		if (session_stopping() || linger_ms <= 0) {
 			session_park(s);
 			return;
 		}
+		s = linger_wait(s, linger_ms);
+		if (s == NULL)
+			return;
 	}
+}
+
+void exchange_run(void *arg)
+{
+	serve_sessions(arg);
+	linger_release();
 }

@@ -12,12 +12,15 @@
 #include "corral/admin.h"
 #include "corral/cache.h"
 #include "corral/config.h"
+#include "corral/exchange.h"
+#include "corral/linger.h"
 #include "corral/log.h"
 #include "corral/pool.h"
 #include "corral/session.h"
 #include "corral/tunnel.h"
 #include "corral/upstream.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -209,6 +212,10 @@ int main(int argc, char **argv)
 	c = config_get();
 	session_waiter_start(base);
 	tunnel_init(base);
+	if (linger_start(exchange_run) < 0) {
+		log_error("cannot create the linger set: %s", strerror(errno));
+		return 1;
+	}
 	if (pool_start(c->min_workers, c->max_workers) < 0) {
 		log_error("cannot start %d worker threads", c->min_workers);
 		return 1;

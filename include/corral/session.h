@@ -27,6 +27,10 @@ struct session {
 	int denied;               /* address not in [proxy] allow: answer 403 */
 	struct evbuffer *in;      /* read but not yet parsed (holder only) */
 	unsigned nrequests;       /* requests served (holder only) */
+	/* linger set's fields (linger.c): under its lock while in the set */
+	struct session *linger_prev, *linger_next;
+	int64_t linger_deadline;  /* mono_ms */
+	int linger_registered;    /* fd is in the set's epoll */
 	/* waiter's fields: main thread only */
 	struct event *ev;
 	struct session *prev, *next;
