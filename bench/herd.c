@@ -18,7 +18,7 @@
  *   -m idle    the same, but each connection stays open afterwards; prints
  *              "ready ..." and holds them until standard input closes (or -T)
  *   -m seq     every connection sends REQS requests one after the other on
- *              keep-alive (-r, default 100)
+ *              keep-alive (-r, default 100); latency percentiles of all of them
  *
  * Output: "key value" lines. Latencies are in ms; *_abs_ns are CLOCK_MONOTONIC.
  * Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS) of the
@@ -179,7 +179,9 @@ static void response_done(struct conn *c)
 		return;
 	}
 	c->reqs++;
-	if (mode != M_SEQ) {
+	if (mode == M_SEQ) {
+		ttlb[nsamples++] = (double)(c->t_last - c->t_send) / 1e6;
+	} else {
 		ttfb[nsamples] = (double)(c->t_first - c->t_send) / 1e6;
 		ttlb[nsamples] = (double)(c->t_last - c->t_send) / 1e6;
 		first_abs[nsamples] = c->t_first;
@@ -551,7 +553,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	conns = calloc((size_t)nconns, sizeof *conns);
 	ttfb = calloc((size_t)nconns, sizeof *ttfb);
-	ttlb = calloc((size_t)nconns, sizeof *ttlb);
+	ttlb = calloc((size_t)nconns * (mode == M_SEQ ? (size_t)reqs_per_conn : 1), sizeof *ttlb);
 	first_abs = calloc((size_t)nconns, sizeof *first_abs);
 	last_abs = calloc((size_t)nconns, sizeof *last_abs);
 	ep = epoll_create1(EPOLL_CLOEXEC);
@@ -619,6 +621,19 @@ int main(int argc, char **argv)
 			total += conns[i].reqs;
 		printf("requests %lld\n", total);
 		printf("req_per_s %.1f\n", total / ((double)(t_end - t_start) / 1e9));
+		if (nsamples > 0) {
+			double sum = 0;
+			int over_10ms = 0;
+			for (int i = 0; i < nsamples; i++) {
+				sum += ttlb[i];
+				over_10ms += ttlb[i] > 10.0;
+			}
+			printf("lat_over_10ms %d\n", over_10ms);
+			qsort(ttlb, (size_t)nsamples, sizeof *ttlb, cmp_d);
+			printf("lat_mean_ms %.3f\nlat_p50_ms %.3f\nlat_p90_ms %.3f\nlat_p99_ms %.3f\nlat_max_ms %.3f\n",
+			       sum / nsamples, ttlb[rank(nsamples, 50)], ttlb[rank(nsamples, 90)],
+			       ttlb[rank(nsamples, 99)], ttlb[nsamples - 1]);
+		}
 	} else if (nsamples > 0) {
 		qsort(ttfb, (size_t)nsamples, sizeof *ttfb, cmp_d);
 		qsort(ttlb, (size_t)nsamples, sizeof *ttlb, cmp_d);
