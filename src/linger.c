@@ -203,7 +203,6 @@ static int add(struct session *s, int64_t linger_ms)
 	int op = s->linger_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	s->linger_registered = 1;
 	set.linger_ms = linger_ms;
-	uncount_active_locked();
 	set.waiting++;
 	pthread_mutex_unlock(&set.lock);
 
@@ -216,7 +215,6 @@ static int add(struct session *s, int64_t linger_ms)
 	pthread_mutex_lock(&set.lock);
 	unlink_locked(s); /* not armed: nobody else can have claimed it */
 	set.waiting--;
-	signal_locked();
 	pthread_mutex_unlock(&set.lock);
 	return -1;
 }
@@ -266,6 +264,9 @@ static struct session *wait_any(int64_t linger_ms, int may_take)
 	int64_t until = mono_ms() + linger_ms;
 	struct session *got = NULL, *parks = NULL, **parks_tail = &parks;
 	pthread_mutex_lock(&set.lock);
+	/* Counted active until here, so that from the time it served its last
+	 * session until now the watchman did not see an idle set. */
+	uncount_active_locked();
 	for (;;) {
 		int64_t now = mono_ms();
 		parks_tail = take_expired_locked(parks_tail, now, session_stopping());
@@ -300,7 +301,7 @@ static struct session *wait_any(int64_t linger_ms, int may_take)
 			set.watchman = 0;
 			/* Nobody took a session meanwhile: the active workers
 			 * are blocked, take one up. */
-			may_take = set.taken == seen || set.active == 0;
+			may_take = set.active > 0 ? set.taken == seen : !set.polling;
 		} else {
 			sleep_locked(slice);
 			may_take = set.active == 0 && !set.polling;
