@@ -75,6 +75,8 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 	v[1].iov_len = head_tail(x, e, cache_status, own_fetch, tail,
 	                         sizeof tail - EXCHANGE_HEAD_END_MAX, &chunked, &no_body, &st);
 	nv = 2;
+	if (st != ENTRY_COMPLETE && !no_body)
+		exchange_will_block(); /* the rest of the body is still arriving */
 	if (st == ENTRY_COMPLETE && !no_body && !chunked) {
 		/* a complete entry: the head and the body go out together
 		 * (entry_read_iov does not wait on a complete entry) */

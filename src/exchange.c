@@ -298,6 +298,11 @@ static void serve_sessions(struct session *s)
 	}
 }
 
+void exchange_will_block(void)
+{
+	linger_release();
+}
+
 void exchange_run(void *arg)
 {
 	serve_sessions(arg);

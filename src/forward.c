@@ -160,6 +160,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 
 void forward_run(struct exchange *x)
 {
+	exchange_will_block();
 	struct request *r = &x->req;
 	struct fwd f = { .x = x };
 	struct upstream_ctx u;

@@ -7,11 +7,25 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+static void (*before_block)(void);
+
+void io_set_before_block(void (*fn)(void))
+{
+	before_block = fn;
+}
+
 int io_wait(int fd, short events, int64_t timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
+	int first = 1;
 	for (;;) {
-		int n = poll(&p, 1, timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms);
+		int n = poll(&p, 1, first ? 0 : timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms);
+		if (n == 0 && first && timeout_ms != 0) {
+			first = 0;
+			if (before_block)
+				before_block();
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

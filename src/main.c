@@ -13,6 +13,7 @@
 #include "corral/cache.h"
 #include "corral/config.h"
 #include "corral/exchange.h"
+#include "corral/io.h"
 #include "corral/linger.h"
 #include "corral/log.h"
 #include "corral/pool.h"
@@ -212,6 +213,7 @@ int main(int argc, char **argv)
 	c = config_get();
 	session_waiter_start(base);
 	tunnel_init(base);
+	io_set_before_block(linger_release);
 	if (linger_start(exchange_run) < 0) {
 		log_error("cannot create the linger set: %s", strerror(errno));
 		return 1;

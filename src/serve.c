@@ -94,6 +94,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			if (!waited) {
 				waited = 1;
 				stats_inc(STAT_cache_waiters);
+				exchange_will_block();
 			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
 			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE) {
@@ -137,6 +138,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
                         struct entry **found, struct entry **used)
 {
 	struct fetch_outcome out = { .done = 0 };
+	exchange_will_block();
 	fetch_start(x, h, rd, &out);
 	pthread_mutex_lock(&h->lock);
 	while (!out.done)

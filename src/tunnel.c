@@ -216,6 +216,7 @@ static int take_socket(curl_socket_t sock)
 
 void tunnel_run(struct exchange *x)
 {
+	exchange_will_block();
 	char host[256], url[320], why[512];
 	int port;
 	x->result = "TCP_TUNNEL";

@@ -41,6 +41,11 @@ struct exchange {
 
 void exchange_run(void *session);
 
+/* The worker is about to block on something other than its client (an
+ * upstream, a fetch, a body still arriving): another worker takes up the
+ * lingering sessions meanwhile (linger.h). Cheap when called again. */
+void exchange_will_block(void);
+
 /* Write to the client, counting bytes. Returns 0 or -1 (client gone). */
 int exchange_write(struct exchange *x, const void *buf, size_t len);
 

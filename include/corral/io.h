@@ -13,8 +13,13 @@
 #include <sys/uio.h>
 
 /* Wait until fd is ready for `events` (POLLIN/POLLOUT) or timeout_ms passes.
- * Returns 1 ready, 0 timed out, -1 error. */
+ * Returns 1 ready, 0 timed out, -1 error. When it is not ready at once, the
+ * hook set with io_set_before_block() runs before the wait. */
 int io_wait(int fd, short events, int64_t timeout_ms);
+
+/* Run fn (from any thread) before io_wait blocks: the worker is about to
+ * wait on a peer. Set once at start, before the workers. */
+void io_set_before_block(void (*fn)(void));
 
 /* Write all of iov, waiting at most timeout_ms for each bit of progress.
  * Returns 0, or -1 (peer gone, error or timeout). */
