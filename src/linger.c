@@ -284,7 +284,8 @@ static struct session *wait_any(int64_t linger_ms, int may_take)
 		int64_t left = until - now;
 		/* The last waiter stays while others are active: it watches
 		 * their sessions. */
-		if (left <= 0 && (set.waiting > 1 || set.active == 0 || set.head == NULL))
+		if (left <= 0 && (set.waiting > 1 || set.active == 0 ||
+		                  (set.head == NULL && set.ready == NULL)))
 			break;
 		int64_t slice = left < WAIT_SLICE_MS ? (left > 0 ? left : WATCH_MS) : WAIT_SLICE_MS;
 		if (may_take && !set.polling && poll_locked(set.active == 0 ? slice : 0) > 0)
@@ -361,8 +362,16 @@ void linger_release(void)
 {
 	if (!counted_active)
 		return;
+	struct session *parks = NULL;
 	pthread_mutex_lock(&set.lock);
 	uncount_active_locked();
+	if (set.waiting == 0 && set.active == 0 && !set.watcher_queued) {
+		/* Nobody would watch the set: the main loop takes it. */
+		*take_expired_locked(&parks, 0, 1) = set.ready;
+		set.ready = NULL;
+		set.ready_tail = &set.ready;
+	}
 	signal_locked();
 	pthread_mutex_unlock(&set.lock);
+	park_list(parks);
 }
