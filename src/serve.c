@@ -84,11 +84,21 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			v = is_head ? V_PASS_HEAD : V_PASS_HFM;
 			break;
 		}
-		if (e && entry_attach(e, rd) == 0) {
+		if (e) {
+			/* Attach without the head's lock: the entry's lock is
+			 * busy while a body streams to many readers, and a herd
+			 * of waiters queued on the head's lock behind one that
+			 * waited for it (seen: first bytes a second late). */
 			entry_ref(e);
-			*found = e;
-			v = waited ? V_COALESCED : V_HIT;
-			break;
+			pthread_mutex_unlock(&h->lock);
+			int attached = entry_attach(e, rd) == 0;
+			pthread_mutex_lock(&h->lock);
+			if (attached) {
+				*found = e;
+				v = waited ? V_COALESCED : V_HIT;
+				break;
+			}
+			entry_unref(&e); /* dropped its first bytes: not for us */
 		}
 		if (h->phase == KEY_PENDING_STORE) {
 			if (!waited) {
