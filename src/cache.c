@@ -314,7 +314,8 @@ static void key_fetch_done(struct keyhead *h, struct fetch_outcome *out)
 }
 
 void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
-                   struct entry_reader *starter, struct fetch_outcome *out)
+                   struct entry_reader *starter, struct fetch_outcome *out,
+                   struct herd_waiter **claimed)
 {
 	struct victims v = { .first = NULL };
 	struct entry *marker = NULL;
@@ -345,12 +346,31 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	entry_ref(e);
 	out->entry = e;
 	out->not_stored = not_stored;
-	key_fetch_done(h, out);
+	if (claimed && h->herd && not_stored == NULL) {
+		/* the waiters' heads go out first (cache_herd_done wakes) */
+		*claimed = h->herd;
+		h->herd = NULL;
+		for (struct herd_waiter *w = *claimed; w; w = w->next)
+			w->state = HERD_CLAIMED;
+	} else {
+		if (claimed)
+			*claimed = NULL;
+		key_fetch_done(h, out);
+	}
 	pthread_mutex_unlock(&h->lock);
 	evict_locked(e, &v);
 	pthread_mutex_unlock(&table.lock);
 	entry_unref(&marker);
 	release(&v);
+}
+
+void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetch_outcome *out)
+{
+	pthread_mutex_lock(&h->lock);
+	for (struct herd_waiter *w = claimed; w; w = w->next)
+		w->state = HERD_DONE;
+	key_fetch_done(h, out);
+	pthread_mutex_unlock(&h->lock);
 }
 
 void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)

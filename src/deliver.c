@@ -10,11 +10,14 @@
 #include "corral/exchange.h"
 #include "corral/log.h"
 #include "corral/policy.h"
+#include "corral/session.h"
 #include "corral/stats.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -55,35 +58,49 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 	return (size_t)n + exchange_head_end(x, buf + n, *chunked);
 }
 
-void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
-             const char *cache_status, int own_fetch)
+/* x's log fields and d: the head for e. */
+static void prepare(struct exchange *x, struct entry *e, const char *cache_status,
+                    int own_fetch, struct delivery *d)
 {
-	/* Age (<= 20 digits), Cache-Status (< 100: serve.c's strings), a
-	 * Content-Length (<= 20 digits) and their names fit in 256 */
-	char tail[256 + EXCHANGE_HEAD_END_MAX];
-	struct iovec v[2 + DELIVER_IOV];
-	int no_body, chunked, failed = 0, nv;
-	enum entry_state st;
-
+	/* d->tail: Age (<= 20 digits), Cache-Status (< 100: serve.c's
+	 * strings), a Content-Length (<= 20 digits) and their names fit in 256 */
 	x->cache_status = cache_status;
 	snprintf(x->upstream, sizeof x->upstream, "%s", e->upstream);
 	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	x->status = e->status;
-	v[0].iov_base = e->wire_head;
-	v[0].iov_len = e->wire_head_len;
-	v[1].iov_base = tail;
-	v[1].iov_len = head_tail(x, e, cache_status, own_fetch, tail,
-	                         sizeof tail - EXCHANGE_HEAD_END_MAX, &chunked, &no_body, &st);
-	nv = 2;
-	if (st != ENTRY_COMPLETE && !no_body)
-		exchange_will_block(); /* the rest of the body is still arriving */
-	if (st == ENTRY_COMPLETE && !no_body && !chunked) {
-		/* a complete entry: the head and the body go out together
-		 * (entry_read_iov does not wait on a complete entry) */
-		nv += entry_read_iov(e, r, v + 2, DELIVER_IOV, &st);
+	d->tail_len = head_tail(x, e, cache_status, own_fetch, d->tail,
+	                        sizeof d->tail - EXCHANGE_HEAD_END_MAX, &d->chunked,
+	                        &d->no_body, &d->st);
+	d->head_sent = 0;
+	d->failed = 0;
+}
+
+/* The part of the head not yet sent, as iovecs in v[0..1]; returns how many. */
+static int head_left(struct entry *e, struct delivery *d, struct iovec *v)
+{
+	size_t skip = d->head_sent;
+	int n = 0;
+	if (skip < e->wire_head_len) {
+		v[n].iov_base = e->wire_head + skip;
+		v[n++].iov_len = e->wire_head_len - skip;
+		skip = 0;
+	} else {
+		skip -= e->wire_head_len;
 	}
-	failed = exchange_writev(x, v, nv) < 0;
-	if (failed || no_body)
+	if (skip < d->tail_len) {
+		v[n].iov_base = d->tail + skip;
+		v[n++].iov_len = d->tail_len - skip;
+	}
+	return n;
+}
+
+/* The body as it grows, then detach. */
+static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d)
+{
+	struct iovec v[DELIVER_IOV];
+	enum entry_state st;
+	int failed = d->failed, nv;
+	if (failed || d->no_body)
 		goto done;
 	for (;;) {
 		nv = entry_read_iov(e, r, v, DELIVER_IOV, &st);
@@ -91,12 +108,12 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 			if (st == ENTRY_FAILED) {
 				/* cut short: the client must see it */
 				failed = 1;
-			} else if (chunked && exchange_write(x, "0\r\n\r\n", 5) < 0) {
+			} else if (d->chunked && exchange_write(x, "0\r\n\r\n", 5) < 0) {
 				failed = 1;
 			}
 			break;
 		}
-		if (chunked) {
+		if (d->chunked) {
 			for (int i = 0; i < nv && !failed; i++)
 				failed = exchange_write_body(x, v[i].iov_base, v[i].iov_len, 1) < 0;
 		} else {
@@ -109,4 +126,50 @@ done:
 	if (failed)
 		x->close_after = 1;
 	entry_detach(e, r);
+}
+
+void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
+             const char *cache_status, int own_fetch)
+{
+	struct delivery d;
+	struct iovec v[2 + DELIVER_IOV];
+	prepare(x, e, cache_status, own_fetch, &d);
+	int nv = head_left(e, &d, v);
+	if (d.st != ENTRY_COMPLETE && !d.no_body)
+		exchange_will_block(); /* the rest of the body is still arriving */
+	if (d.st == ENTRY_COMPLETE && !d.no_body && !d.chunked) {
+		/* a complete entry: the head and the body go out together
+		 * (entry_read_iov does not wait on a complete entry) */
+		nv += entry_read_iov(e, r, v + nv, DELIVER_IOV, &d.st);
+	}
+	d.failed = exchange_writev(x, v, nv) < 0;
+	body(x, e, r, &d);
+}
+
+void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
+                      struct delivery *d)
+{
+	struct iovec v[2];
+	prepare(x, e, cache_status, 0, d);
+	struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)head_left(e, d, v) };
+	ssize_t n = sendmsg(x->s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0) {
+		d->head_sent = (size_t)n;
+		x->bytes_out += (uint64_t)n;
+		stats_add(STAT_bytes_to_clients_total, n);
+	} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		d->failed = 1; /* the client went away */
+	}
+}
+
+void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
+                  struct delivery *d)
+{
+	struct iovec v[2];
+	int nv = head_left(e, d, v);
+	if (d->st != ENTRY_COMPLETE && !d->no_body)
+		exchange_will_block();
+	if (!d->failed && nv > 0)
+		d->failed = exchange_writev(x, v, nv) < 0;
+	body(x, e, r, d);
 }

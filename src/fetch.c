@@ -13,6 +13,7 @@
 #include "corral/policy.h"
 #include "corral/pool.h"
 #include "corral/resphead.h"
+#include "corral/serve.h"
 #include "corral/stats.h"
 #include "corral/upstream.h"
 
@@ -110,7 +111,12 @@ static int publish(struct fetch *f)
 		why = "stale";
 	f->e = e;
 	f->stored = why == NULL;
-	cache_publish(f->h, e, why, f->starter, f->out);
+	struct herd_waiter *claimed = NULL;
+	cache_publish(f->h, e, why, f->starter, f->out, &claimed);
+	if (claimed) {
+		serve_herd_heads(f->h, e, claimed);
+		cache_herd_done(f->h, claimed, f->out);
+	}
 	f->out = NULL;
 	f->starter = NULL;
 	return 0;

@@ -38,6 +38,7 @@
 enum verdict {
 	V_HIT,        /* a stored fresh variant */
 	V_COALESCED,  /* waited for another request's fetch, read its entry */
+	V_HERD,       /* the same, and the fetch sent this request's head */
 	V_FETCH,      /* this request starts the fetch */
 	V_PASS_HFM,   /* hit-for-miss: go upstream without coalescing */
 	V_PASS_HEAD,  /* HEAD without a stored GET: forward it */
@@ -65,20 +66,96 @@ static struct timespec deadline_after(int64_t ms)
 	return ts;
 }
 
+/* A waiter on the key's herd list (cache.h). The fetch fills `e` (a
+ * reference, `rd` attached) and `d` (the head, sent) at publish, while the
+ * waiter sleeps: the waiter's session is the fetch's from HERD_CLAIMED to
+ * HERD_DONE, and the waiter reads e and d after seeing HERD_DONE under the
+ * head's lock. */
+struct herd_req {
+	struct herd_waiter w;
+	struct exchange *x;
+	struct entry_reader *rd;
+	struct entry *e;
+	struct delivery d;
+};
+
+/* Caller holds h->lock. */
+static void herd_join(struct keyhead *h, struct herd_req *hr)
+{
+	hr->w.state = HERD_WAITING;
+	hr->w.arg = hr;
+	hr->w.prev = NULL;
+	hr->w.next = h->herd;
+	if (h->herd)
+		h->herd->prev = &hr->w;
+	h->herd = &hr->w;
+}
+
+/* Caller holds h->lock; hr is HERD_WAITING (still on the list). */
+static void herd_leave(struct keyhead *h, struct herd_req *hr)
+{
+	if (hr->w.prev)
+		hr->w.prev->next = hr->w.next;
+	else
+		h->herd = hr->w.next;
+	if (hr->w.next)
+		hr->w.next->prev = hr->w.prev;
+}
+
+void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *claimed)
+{
+	/* which waiters e answers (their Vary), under the head's lock */
+	time_t now = time(NULL);
+	pthread_mutex_lock(&h->lock);
+	for (struct herd_waiter *w = claimed; w; w = w->next) {
+		struct herd_req *hr = w->arg;
+		hr->e = cache_lookup(h, &hr->x->req.headers, now) == e ? e : NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
+	for (struct herd_waiter *w = claimed; w; w = w->next) {
+		struct herd_req *hr = w->arg;
+		if (hr->e == NULL)
+			continue;
+		if (entry_attach(e, hr->rd) < 0) {
+			hr->e = NULL;
+			continue;
+		}
+		entry_ref(e);
+		deliver_head_now(hr->x, e, "corral; fwd=miss; collapsed; stored", &hr->d);
+		stats_inc(STAT_cache_herd_heads_total);
+	}
+}
+
 /* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
  * *found is a referenced entry with `rd` attached; on V_FETCH the key is
  * PENDING_STORE with this request's fetch counted. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                           struct entry **found)
+                           struct entry **found, struct herd_req *hr)
 {
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
 	struct timespec deadline = deadline_after(x->cfg->coalesce_timeout_ms);
-	int waited = 0;
+	int waited = 0, in_herd = 0;
 	enum verdict v;
 
+	hr->x = x;
+	hr->rd = rd;
+	hr->e = NULL;
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
+		if (in_herd && hr->w.state == HERD_CLAIMED) {
+			/* the fetch is sending our head: no timeout now */
+			pthread_cond_wait(&h->changed, &h->lock);
+			continue;
+		}
+		if (in_herd && hr->w.state == HERD_DONE) {
+			in_herd = 0; /* off the list */
+			if (hr->e) {
+				*found = hr->e;
+				v = V_HERD;
+				break;
+			}
+		}
 		struct entry *e = cache_lookup(h, &r->headers, time(NULL));
 		if (e && e->hfm) {
 			v = is_head ? V_PASS_HEAD : V_PASS_HFM;
@@ -106,8 +183,13 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				stats_inc(STAT_cache_waiters);
 				exchange_will_block();
 			}
+			if (!in_herd) {
+				herd_join(h, hr);
+				in_herd = 1;
+			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
-			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE) {
+			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE &&
+			    hr->w.state == HERD_WAITING) {
 				v = V_TIMEOUT;
 				break;
 			}
@@ -121,6 +203,8 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		v = V_FETCH;
 		break;
 	}
+	if (in_herd)
+		herd_leave(h, hr); /* still HERD_WAITING: the loop handles the rest */
 	if (waited)
 		stats_add(STAT_cache_waiters, -1);
 	pthread_mutex_unlock(&h->lock);
@@ -207,7 +291,8 @@ void cache_serve(struct exchange *x)
 
 	struct entry_reader rd;
 	struct entry *e = NULL, *used = NULL;
-	switch (decide(x, h, &rd, &e)) {
+	struct herd_req hr;
+	switch (decide(x, h, &rd, &e, &hr)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
@@ -216,6 +301,14 @@ void cache_serve(struct exchange *x)
 	case V_COALESCED:
 		stats_inc(STAT_cache_coalesced_total);
 		serve_stored(x, e, &rd, "TCP_CF_HIT", "corral; fwd=miss; collapsed; stored");
+		used = e;
+		break;
+	case V_HERD:
+		stats_inc(STAT_cache_coalesced_total);
+		x->result = "TCP_CF_HIT";
+		x->hierarchy = "HIER_NONE";
+		deliver_rest(x, e, &rd, &hr.d);
+		x->upstream[0] = '\0';
 		used = e;
 		break;
 	case V_FETCH:

@@ -42,6 +42,16 @@ enum key_phase {
 	KEY_PENDING_STORE,  /* a fetch is on its way to publishing a head */
 };
 
+/* A request waiting on a PENDING_STORE key, on the key's list so that the
+ * fetch can send its response head the moment the entry is published
+ * (serve.c). Lives on the waiter's stack while it waits. */
+enum herd_state { HERD_WAITING, HERD_CLAIMED, HERD_DONE };
+struct herd_waiter {
+	struct herd_waiter *prev, *next;   /* head's lock */
+	enum herd_state state;             /* head's lock */
+	void *arg;                         /* serve.c's state of the request */
+};
+
 struct keyhead {
 	char *key;                 /* normalised URL; immutable */
 	uint64_t hash;             /* immutable */
@@ -53,6 +63,7 @@ struct keyhead {
 	enum key_phase phase;      /* lock */
 	int fetches;               /* lock: fetches that have not published yet */
 	struct entry *variants;    /* lock + table lock to change, either to read */
+	struct herd_waiter *herd;  /* lock: waiters the next publish claims */
 };
 
 /* What a fetch tells the request that started it. Protected by the head's
@@ -93,7 +104,16 @@ void cache_begin_fetch(struct keyhead *h);
  * puts the key back to READY when no other fetch is pending, attaches
  * `starter` (if not NULL) to `e`, fills `out`, and wakes every waiter. */
 void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
-                   struct entry_reader *starter, struct fetch_outcome *out);
+                   struct entry_reader *starter, struct fetch_outcome *out,
+                   struct herd_waiter **claimed);
+
+/* With `claimed` not NULL and waiters on h's list, cache_publish claims them
+ * (HERD_CLAIMED: their sessions are the caller's until cache_herd_done) and
+ * returns them in *claimed instead of waking anyone; the caller sends their
+ * heads (serve_herd_heads) and then calls cache_herd_done, which marks them
+ * HERD_DONE and does what cache_publish left: the fetch counted done, READY,
+ * everyone woken. */
+void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetch_outcome *out);
 
 /* A fetch failed before a response head: counts it done and wakes the
  * waiters — the first to see the key READY fetches next, the others keep

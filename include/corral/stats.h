@@ -31,6 +31,7 @@
 	X(cache_hits_total, "requests answered from a stored entry (complete or still streaming)") \
 	X(cache_misses_total, "requests that found nothing usable and started a fetch") \
 	X(cache_coalesced_total, "requests that waited for another request's fetch and were served from it") \
+	X(cache_herd_heads_total, "of those, requests whose response head the fetch sent the moment it had one") \
 	X(cache_fetches_total, "upstream fetches run by the cache") \
 	X(cache_fetch_failures_total, "cache fetches that failed before the response head") \
 	X(cache_fetch_aborts_total, "cache fetches that broke off after the response head") \

@@ -508,10 +508,11 @@ def test_herd_on_cold_url_makes_one_fetch(corral, origin, framing):
     results = collections.Counter(log_results(c, n))
     assert results == {"TCP_MISS": 1, "TCP_CF_HIT": n - 1}, results
     m = metrics_of(c, "upstream_requests_total", "cache_fetches_total", "cache_misses_total",
-                   "cache_coalesced_total", "cache_stored_total", "cache_waiters",
-                   "cache_objects")
+                   "cache_coalesced_total", "cache_herd_heads_total", "cache_stored_total",
+                   "cache_waiters", "cache_objects")
     assert m == {"upstream_requests_total": 1, "cache_fetches_total": 1,
                  "cache_misses_total": 1, "cache_coalesced_total": n - 1,
+                 "cache_herd_heads_total": n - 1,
                  "cache_stored_total": 1, "cache_waiters": 0, "cache_objects": 1}, m
 
     # and now it is a plain hit
@@ -554,6 +555,39 @@ def test_waiters_stream_the_body_as_it_arrives(corral, origin, framing):
     parsers = first.join() + rest.join()
     assert_all_full(parsers)
     assert origin.count("/stream") == 1
+
+
+@pytest.mark.concurrency
+def test_fetch_sends_every_waiter_its_head_at_publish(corral, origin):
+    # The fetch writes each parked waiter's response head itself as soon as it
+    # has the origin's (serve_herd_heads), GETs and HEADs alike: every client
+    # has a whole head while the origin still holds the entire body.
+    n, heads = SMALL_HERD, 5
+    go, head_sent, finish = threading.Event(), threading.Event(), threading.Event()
+    origin.route("/hh", o.staged(BODY, CACHEABLE, before_head=go, split=0,
+                                 after_part=head_sent, before_rest=finish))
+    c = corral()
+    first, rest = start_herd(c, origin, "/hh", n)
+    head_herd = Herd(c.port, request(origin, "/hh", method="HEAD",
+                                     headers=[("Connection", "close")]), heads, method="HEAD")
+    wait_parked(c, n - 1 + heads, n + heads, timeout=30)
+    go.set()
+    assert head_sent.wait(TIMEOUT)
+
+    def has_head(p):
+        return p.status == 200 and p.state != "head"
+    wait_for(lambda: first.count(has_head) + rest.count(has_head) + head_herd.count(has_head)
+             == n + heads, 30, "every client to have its response head")
+    assert not finish.is_set()
+    assert rest.count(lambda p: p.body_len > 0) == 0, "body bytes the origin has not sent"
+    assert metric(c, "cache_herd_heads_total") == n - 1 + heads
+    finish.set()
+    assert_all_full(first.join() + rest.join())
+    for p in head_herd.join():
+        assert p.status == 200 and p.body_len == 0 and p.complete, p
+        assert p.header("content-length") == str(BODY_SIZE)
+        assert is_collapsed(cache_status(p.headers))
+    assert origin.count("/hh") == 1
 
 
 # -- 3. a herd on one key leaves other keys alone ------------------------------------------
@@ -820,6 +854,9 @@ def test_waiters_for_another_variant_are_not_served_this_one(corral, origin):
         ["gzip", "identity"]
     assert all(is_collapsed(cache_status(p.headers)) for p in gz_parsers[1:])
     assert sum(1 for p in ident_parsers if is_stored_miss(cache_status(p.headers))) == 1
+    # the gzip fetch sent its 10 waiters their heads, and none of the others;
+    # the identity fetch sent the 9 that waited for it theirs
+    assert metric(c, "cache_herd_heads_total") == 19
 
 
 # -- 8. eviction never takes bytes from a reader ------------------------------------------------
