@@ -3,10 +3,13 @@
  * ones.
  *
  * Ownership: exactly one thread holds a session at a time — the main loop
- * while it waits for its next request (the waiter), or one worker while a
- * request is served. Only the holder touches the socket and `in`. A worker
- * gives a session back with session_park(), by message to the main loop
- * (event_base_once), never by touching the waiter's data.
+ * while it waits for its next request (the waiter), the linger set between
+ * two requests (linger.c), or one worker while a request is served. Only the
+ * holder touches the socket and `in`. A worker gives a session back with
+ * session_park(), by message to the main loop (event_base_once), never by
+ * touching the waiter's data. One loan: a worker parked on a cache key lends
+ * its session to the fetch, which writes the response head (serve.c,
+ * HERD_CLAIMED to HERD_DONE) while the worker sleeps.
  */
 #ifndef CORRAL_SESSION_H
 #define CORRAL_SESSION_H

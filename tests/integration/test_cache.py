@@ -855,8 +855,9 @@ def test_waiters_for_another_variant_are_not_served_this_one(corral, origin):
     assert all(is_collapsed(cache_status(p.headers)) for p in gz_parsers[1:])
     assert sum(1 for p in ident_parsers if is_stored_miss(cache_status(p.headers))) == 1
     # the gzip fetch sent its 10 waiters their heads, and none of the others;
-    # the identity fetch sent the 9 that waited for it theirs
-    assert metric(c, "cache_herd_heads_total") == 19
+    # the identity fetch, those of the 9 others already back on the list
+    # when it published (the rest found its entry themselves)
+    assert 10 <= metric(c, "cache_herd_heads_total") <= 19
 
 
 # -- 8. eviction never takes bytes from a reader ------------------------------------------------
