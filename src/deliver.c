@@ -114,8 +114,20 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 			break;
 		}
 		if (d->chunked) {
-			for (int i = 0; i < nv && !failed; i++)
-				failed = exchange_write_body(x, v[i].iov_base, v[i].iov_len, 1) < 0;
+			/* every chunk framed, all in one writev (one write per
+			 * chunk made a chunked herd twice as slow) */
+			char sizes[DELIVER_IOV][20];
+			struct iovec cv[3 * DELIVER_IOV];
+			int nc = 0;
+			for (int i = 0; i < nv; i++) {
+				if (v[i].iov_len == 0)
+					continue; /* a 0 size line would end the body */
+				int m = snprintf(sizes[i], sizeof sizes[i], "%zx\r\n", v[i].iov_len);
+				cv[nc++] = (struct iovec){ sizes[i], (size_t)m };
+				cv[nc++] = v[i];
+				cv[nc++] = (struct iovec){ "\r\n", 2 };
+			}
+			failed = exchange_writev(x, cv, nc) < 0;
 		} else {
 			failed = exchange_writev(x, v, nv) < 0;
 		}

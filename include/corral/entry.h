@@ -48,7 +48,8 @@ struct entry_reader {
 	struct chunk *hold;  /* first chunk handed out by the last entry_read_iov:
 	                        kept (not freed in transit) until the next call */
 	uint64_t pos;        /* body bytes read */
-	struct entry_reader *next;
+	struct entry_reader *prev, *next; /* e->readers, under e->lock */
+	int attached;
 };
 
 struct keyhead;
