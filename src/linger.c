@@ -181,13 +181,19 @@ static void uncount_active_locked(void)
 	}
 }
 
-/* Put s in the set, count the caller as waiting, and arm s's event.
- * Returns 0, or -1 when it could not be (s is still the caller's). */
-static int add(struct session *s, int64_t linger_ms)
+/* Put s in the set and arm its event; `waiter`: count the caller as waiting
+ * (it goes on to wait_any), else only if workers are in the set already (the
+ * main loop offering a readable session). Returns 0, or -1 when it could not
+ * be (s is still the caller's). */
+static int add(struct session *s, int64_t linger_ms, int waiter)
 {
 	if (s->fd >= set.nslots)
 		return -1;
 	pthread_mutex_lock(&set.lock);
+	if (!waiter && (set.waiting == 0 && set.active == 0)) {
+		pthread_mutex_unlock(&set.lock);
+		return -1;
+	}
 	if (++set.gen == 0)
 		set.gen = 1;
 	uint32_t gen = set.gen;
@@ -202,8 +208,10 @@ static int add(struct session *s, int64_t linger_ms)
 	set.tail = s;
 	int op = s->linger_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	s->linger_registered = 1;
-	set.linger_ms = linger_ms;
-	set.waiting++;
+	if (waiter) {
+		set.linger_ms = linger_ms;
+		set.waiting++;
+	}
 	pthread_mutex_unlock(&set.lock);
 
 	/* Once armed, s may be claimed by another worker at once. */
@@ -213,23 +221,21 @@ static int add(struct session *s, int64_t linger_ms)
 		return 0;
 	log_warn("linger: epoll_ctl: %s", strerror(errno));
 	pthread_mutex_lock(&set.lock);
-	unlink_locked(s); /* not armed: nobody else can have claimed it */
-	set.waiting--;
+	/* not armed, so not taken from events; but the last waiter leaving
+	 * may have parked it */
+	int ours = set.slots[s->fd].s == s && set.slots[s->fd].gen == gen;
+	if (ours)
+		unlink_locked(s);
+	if (waiter)
+		set.waiting--;
 	pthread_mutex_unlock(&set.lock);
-	return -1;
+	return ours ? -1 : 0;
 }
 
 /* Caller holds set.lock. Sleep on `turn` for at most ms. */
 static void sleep_locked(int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = mono_deadline(ms);
 	set.sleeping++;
 	pthread_cond_timedwait(&set.turn, &set.lock, &ts);
 	set.sleeping--;
@@ -348,9 +354,17 @@ static void watch_job(void *unused)
 		set.serve(s);
 }
 
+int linger_offer(struct session *s)
+{
+	pthread_mutex_lock(&set.lock);
+	int64_t linger_ms = set.linger_ms;
+	pthread_mutex_unlock(&set.lock);
+	return linger_ms > 0 ? add(s, linger_ms, 0) : -1;
+}
+
 struct session *linger_wait(struct session *s, int64_t linger_ms)
 {
-	if (add(s, linger_ms) < 0) {
+	if (add(s, linger_ms, 1) < 0) {
 		linger_release();
 		session_park(s);
 		return NULL;

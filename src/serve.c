@@ -52,20 +52,6 @@ static void pass(struct exchange *x, const char *cache_status)
 	forward_run(x);
 }
 
-/* The deadline of a wait, on the condvar's clock (CLOCK_MONOTONIC). */
-static struct timespec deadline_after(int64_t ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
 /* A waiter on the key's herd list (cache.h). The fetch fills `e` (a
  * reference, `rd` attached) and `d` (the head, sent) at publish, while the
  * waiter sleeps: the waiter's session is the fetch's from HERD_CLAIMED to
@@ -134,7 +120,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 {
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
-	struct timespec deadline = deadline_after(x->cfg->coalesce_timeout_ms);
+	struct timespec deadline = mono_deadline(x->cfg->coalesce_timeout_ms);
 	int waited = 0, in_herd = 0;
 	enum verdict v;
 

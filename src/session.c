@@ -12,6 +12,7 @@
 #include "corral/session.h"
 #include "corral/config.h"
 #include "corral/exchange.h"
+#include "corral/linger.h"
 #include "corral/log.h"
 #include "corral/pool.h"
 #include "corral/stats.h"
@@ -93,6 +94,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		session_close(s);
 		return;
 	}
+	/* Workers serving the linger set take it up in turn; waking a pool
+	 * thread for it would wait for the busy one's scheduler tick. */
+	if (linger_offer(s) == 0)
+		return;
 	if (pool_submit(exchange_run, s) < 0)
 		session_close(s);
 }

@@ -26,6 +26,11 @@ int linger_start(pool_job_fn *serve);
  * waiting worker may stay longer, while others serve sessions of the set. */
 struct session *linger_wait(struct session *s, int64_t linger_ms);
 
+/* The main loop's session s became readable: when workers are in the set,
+ * put s there for them (no thread to wake) and return 0; else return -1 and
+ * the caller submits it to the pool. */
+int linger_offer(struct session *s);
+
 /* The worker is done with the sessions it took from the set (its session was
  * closed, handed off or parked). Called at the end of every exchange job. */
 void linger_release(void);

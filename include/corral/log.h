@@ -12,6 +12,7 @@
 #define CORRAL_LOG_H
 
 #include <stdint.h>
+#include <time.h>
 #include "corral/config-t.h"
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -51,5 +52,8 @@ void log_access(const struct access_record *rec);
 /* Milliseconds: wall clock and monotonic. */
 int64_t log_now_ms(void);
 int64_t mono_ms(void);
+/* CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait on a condvar with
+ * that clock. */
+struct timespec mono_deadline(int64_t ms);
 
 #endif
