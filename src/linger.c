@@ -197,6 +197,21 @@ static int add(struct session *s, int64_t linger_ms, int waiter)
 	if (++set.gen == 0)
 		set.gen = 1;
 	uint32_t gen = set.gen;
+	/* Armed under the lock: from the first event, or from expiry, s may be
+	 * claimed by another thread; nobody may see it in the set unarmed. */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+	                          .data.u64 = (uint64_t)gen << 32 | (uint32_t)s->fd };
+	int rc = epoll_ctl(set.epfd, s->linger_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+	                   s->fd, &ev);
+	if (rc < 0 && (errno == ENOENT || errno == EEXIST)) /* registered: not as we thought */
+		rc = epoll_ctl(set.epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s->fd, &ev);
+	if (rc < 0) {
+		int err = errno;
+		pthread_mutex_unlock(&set.lock);
+		log_warn("linger: epoll_ctl: %s", strerror(err));
+		return -1;
+	}
+	s->linger_registered = 1;
 	set.slots[s->fd] = (struct slot){ s, gen };
 	s->linger_deadline = mono_ms() + linger_ms;
 	s->linger_next = NULL;
@@ -206,30 +221,12 @@ static int add(struct session *s, int64_t linger_ms, int waiter)
 	else
 		set.head = s;
 	set.tail = s;
-	int op = s->linger_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	s->linger_registered = 1;
 	if (waiter) {
 		set.linger_ms = linger_ms;
 		set.waiting++;
 	}
 	pthread_mutex_unlock(&set.lock);
-
-	/* Once armed, s may be claimed by another worker at once. */
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
-	                          .data.u64 = (uint64_t)gen << 32 | (uint32_t)s->fd };
-	if (epoll_ctl(set.epfd, op, s->fd, &ev) == 0)
-		return 0;
-	log_warn("linger: epoll_ctl: %s", strerror(errno));
-	pthread_mutex_lock(&set.lock);
-	/* not armed, so not taken from events; but the last waiter leaving
-	 * may have parked it */
-	int ours = set.slots[s->fd].s == s && set.slots[s->fd].gen == gen;
-	if (ours)
-		unlink_locked(s);
-	if (waiter)
-		set.waiting--;
-	pthread_mutex_unlock(&set.lock);
-	return ours ? -1 : 0;
+	return 0;
 }
 
 /* Caller holds set.lock. Sleep on `turn` for at most ms. */
@@ -276,6 +273,16 @@ static struct session *wait_any(int64_t linger_ms, int may_take)
 	for (;;) {
 		int64_t now = mono_ms();
 		parks_tail = take_expired_locked(parks_tail, now, session_stopping());
+		if (parks) {
+			/* to the main loop now: their slots are cleared, so a
+			 * request on them would go unseen until we leave */
+			pthread_mutex_unlock(&set.lock);
+			park_list(parks);
+			parks = NULL;
+			parks_tail = &parks;
+			pthread_mutex_lock(&set.lock);
+			continue;
+		}
 		if (session_stopping())
 			break;
 		if (may_take && set.ready) {

@@ -152,6 +152,12 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			 * busy while a body streams to many readers, and a herd
 			 * of waiters queued on the head's lock behind one that
 			 * waited for it (seen: first bytes a second late). */
+			if (in_herd) {
+				/* off the list first: a publish must not claim
+				 * (and attach) us while we attach */
+				herd_leave(h, hr);
+				in_herd = 0;
+			}
 			entry_ref(e);
 			pthread_mutex_unlock(&h->lock);
 			int attached = entry_attach(e, rd) == 0;
