@@ -635,6 +635,9 @@ def scenario_hits(systems, results):
     for s in systems:
         for size, _ in SIZES:
             warm(s, "/obj/" + size)
+        # steady state: a 1 s load first, not measured (a server's first
+        # connections start its threads, buffers and caches)
+        wrk(s, "/obj/1k", HIT_CONNS, 1)
     runs = {}
     for rnd in range(ROUNDS):
         order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
