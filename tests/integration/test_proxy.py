@@ -397,6 +397,32 @@ def test_upstream_connections_reused(corral, origin):
         "origin accepted %d connections for 10 sequential requests" % origin.connections
 
 
+def test_upstream_connections_reused_by_concurrent_requests(corral, origin):
+    # Rounds of 10 requests held at the origin together, so that 10
+    # upstream connections are in use at once: each later round reuses them
+    # all (libcurl's default cache of 5 closed half of them every round).
+    n, rounds = 10, 4
+    release = [threading.Event() for _ in range(rounds)]
+    handlers = [o.hold(ev, then=o.fixed(body=b"held", headers=[("Content-Type", "text/plain"),
+                                                              NO_STORE])) for ev in release]
+    origin.route("/conc", o.sequence(*[h for h in handlers for _ in range(n)]))
+    c = corral()
+    clients = [c.client() for _ in range(n)]
+    try:
+        for k in range(rounds):
+            for cl in clients:  # no-cache: passed, not coalesced by the cache
+                cl.send(request(origin, "/conc", headers=[("Cache-Control", "no-cache")]))
+            origin.wait_arrivals("/conc", n * (k + 1))
+            release[k].set()
+            assert [cl.read_response().body for cl in clients] == [b"held"] * n
+    finally:
+        for cl in clients:
+            cl.close()
+    assert origin.connections == n, \
+        "origin accepted %d connections for %d rounds of %d requests at once" % (
+            origin.connections, rounds, n)
+
+
 # -- 7. Max-Forwards -----------------------------------------------------------------------
 
 
