@@ -364,6 +364,27 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	release(&v);
 }
 
+void cache_herd_join(struct keyhead *h, struct herd_waiter *w, void *arg)
+{
+	w->state = HERD_WAITING;
+	w->arg = arg;
+	w->prev = NULL;
+	w->next = h->herd;
+	if (h->herd)
+		h->herd->prev = w;
+	h->herd = w;
+}
+
+void cache_herd_leave(struct keyhead *h, struct herd_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		h->herd = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+}
+
 void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetch_outcome *out)
 {
 	pthread_mutex_lock(&h->lock);

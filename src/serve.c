@@ -65,29 +65,6 @@ struct herd_req {
 	struct delivery d;
 };
 
-/* Caller holds h->lock. */
-static void herd_join(struct keyhead *h, struct herd_req *hr)
-{
-	hr->w.state = HERD_WAITING;
-	hr->w.arg = hr;
-	hr->w.prev = NULL;
-	hr->w.next = h->herd;
-	if (h->herd)
-		h->herd->prev = &hr->w;
-	h->herd = &hr->w;
-}
-
-/* Caller holds h->lock; hr is HERD_WAITING (still on the list). */
-static void herd_leave(struct keyhead *h, struct herd_req *hr)
-{
-	if (hr->w.prev)
-		hr->w.prev->next = hr->w.next;
-	else
-		h->herd = hr->w.next;
-	if (hr->w.next)
-		hr->w.next->prev = hr->w.prev;
-}
-
 void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *claimed)
 {
 	/* which waiters e answers (their Vary), under the head's lock */
@@ -155,19 +132,18 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			if (in_herd) {
 				/* off the list first: a publish must not claim
 				 * (and attach) us while we attach */
-				herd_leave(h, hr);
+				cache_herd_leave(h, &hr->w);
 				in_herd = 0;
 			}
 			entry_ref(e);
 			pthread_mutex_unlock(&h->lock);
-			int attached = entry_attach(e, rd) == 0;
-			pthread_mutex_lock(&h->lock);
-			if (attached) {
+			if (entry_attach(e, rd) == 0) {
 				*found = e;
 				v = waited ? V_COALESCED : V_HIT;
-				break;
+				goto unlocked; /* a hit takes the head's lock once */
 			}
 			entry_unref(&e); /* dropped its first bytes: not for us */
+			pthread_mutex_lock(&h->lock);
 		}
 		if (h->phase == KEY_PENDING_STORE) {
 			if (!waited) {
@@ -176,7 +152,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				exchange_will_block();
 			}
 			if (!in_herd) {
-				herd_join(h, hr);
+				cache_herd_join(h, &hr->w, hr);
 				in_herd = 1;
 			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
@@ -196,10 +172,11 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		break;
 	}
 	if (in_herd)
-		herd_leave(h, hr); /* still HERD_WAITING: the loop handles the rest */
+		cache_herd_leave(h, &hr->w); /* still HERD_WAITING: the loop handles the rest */
+	pthread_mutex_unlock(&h->lock);
+unlocked:
 	if (waited)
 		stats_add(STAT_cache_waiters, -1);
-	pthread_mutex_unlock(&h->lock);
 	return v;
 }
 

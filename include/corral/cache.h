@@ -107,6 +107,12 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out,
                    struct herd_waiter **claimed);
 
+/* A waiter joins h's herd list (HERD_WAITING, `arg` its caller's state) and
+ * leaves it while still HERD_WAITING; caller holds h->lock for both. The
+ * herd states move only here, in cache_publish and in cache_herd_done. */
+void cache_herd_join(struct keyhead *h, struct herd_waiter *w, void *arg);
+void cache_herd_leave(struct keyhead *h, struct herd_waiter *w);
+
 /* With `claimed` not NULL and waiters on h's list, cache_publish claims them
  * (HERD_CLAIMED: their sessions are the caller's until cache_herd_done) and
  * returns them in *claimed instead of waking anyone; the caller sends their
