@@ -32,6 +32,11 @@
  * a generation number rather than a pointer, so an event for a session that
  * has since been claimed (and perhaps freed) is recognised and dropped.
  *
+ * The main loop puts a readable idle session in the set too (linger_offer),
+ * when workers are there to take it up. A session is armed (epoll_ctl) under
+ * `set.lock`, the one syscall made under it: nobody may see it in the set
+ * unarmed.
+ *
  * Every session in the set is watched: the last waiting worker does not leave
  * while others are active; when the last one leaves to serve a session, a
  * watcher job is queued on the pool; when nobody is active and the last one
@@ -183,16 +188,20 @@ static void uncount_active_locked(void)
 
 /* Put s in the set and arm its event; `waiter`: count the caller as waiting
  * (it goes on to wait_any), else only if workers are in the set already (the
- * main loop offering a readable session). Returns 0, or -1 when it could not
+ * main loop offering a readable session; linger_ms is then theirs). Returns 0, or -1 when it could not
  * be (s is still the caller's). */
 static int add(struct session *s, int64_t linger_ms, int waiter)
 {
 	if (s->fd >= set.nslots)
 		return -1;
 	pthread_mutex_lock(&set.lock);
-	if (!waiter && (set.waiting == 0 && set.active == 0)) {
-		pthread_mutex_unlock(&set.lock);
-		return -1;
+	if (!waiter) {
+		/* offered: only to workers already here, for their linger */
+		linger_ms = set.linger_ms;
+		if ((set.waiting == 0 && set.active == 0) || linger_ms <= 0) {
+			pthread_mutex_unlock(&set.lock);
+			return -1;
+		}
 	}
 	if (++set.gen == 0)
 		set.gen = 1;
@@ -363,10 +372,7 @@ static void watch_job(void *unused)
 
 int linger_offer(struct session *s)
 {
-	pthread_mutex_lock(&set.lock);
-	int64_t linger_ms = set.linger_ms;
-	pthread_mutex_unlock(&set.lock);
-	return linger_ms > 0 ? add(s, linger_ms, 0) : -1;
+	return add(s, 0, 0);
 }
 
 struct session *linger_wait(struct session *s, int64_t linger_ms)

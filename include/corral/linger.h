@@ -31,8 +31,10 @@ struct session *linger_wait(struct session *s, int64_t linger_ms);
  * the caller submits it to the pool. */
 int linger_offer(struct session *s);
 
-/* The worker is done with the sessions it took from the set (its session was
- * closed, handed off or parked). Called at the end of every exchange job. */
+/* The worker stops counting as one serving the set: its job ends (session
+ * closed, handed off or parked), or it is about to block on something other
+ * than its client (exchange_will_block, io_wait's before-block hook), so
+ * that another worker takes up the ready sessions. Cheap when not counted. */
 void linger_release(void);
 
 #endif
