@@ -80,6 +80,7 @@ static double *ttfb, *ttlb;
 static int64_t *first_abs, *last_abs;
 static int nsamples;
 static char scratch[1 << 18];
+#define FRAMING_READ 32 /* bytes read at a time between chunks */
 static const char *fail_reason[16];
 static int64_t rt_minus_mono;   /* CLOCK_REALTIME - CLOCK_MONOTONIC, for kernel timestamps */
 static long long kernel_stamps;
@@ -363,8 +364,13 @@ static void on_readable(struct conn *c)
 		} else {
 			iov.iov_base = scratch;
 			/* the first read of a response takes one byte, so that its receive
-			 * timestamp is the first segment's */
-			iov.iov_len = c->got_first ? sizeof scratch : 1;
+			 * timestamp is the first segment's; between chunks, only about
+			 * the framing, so the data after it is discarded too (reading
+			 * 256 KiB there copied most of a chunked body, and a client that
+			 * copies costs the sender a fifth more CPU on loopback) */
+			int framing = c->st == C_CHUNK_SIZE || c->st == C_CHUNK_CRLF ||
+			              c->st == C_TRAILER;
+			iov.iov_len = !c->got_first ? 1 : framing ? FRAMING_READ : sizeof scratch;
 		}
 		r = recvmsg(c->fd, &msg, flags);
 		if (r > 0) {
