@@ -1,10 +1,11 @@
 /*
  * deliver.c — an entry to a client (see deliver.h).
  *
- * The body is read chunk by chunk with entry_read, which waits on the
- * entry's condvar while the fetch is still appending: a reader streams as the
- * bytes arrive and never polls. The writes happen with no lock held, so a
- * slow client slows only itself.
+ * The body is read chunk by chunk with entry_try_read_iov. A reader caught
+ * up with a body still arriving parks (entry_park): the fetch's thread then
+ * writes each new piece for it, with MSG_DONTWAIT, and hands it back when
+ * the client's socket is full. A reader never polls, writes happen with no
+ * lock held, and a slow client slows only itself.
  */
 #include "corral/deliver.h"
 #include "corral/exchange.h"
@@ -94,47 +95,140 @@ static int head_left(struct entry *e, struct delivery *d, struct iovec *v)
 	return n;
 }
 
-/* The body as it grows, then detach. */
+/* A reader parked on a streaming entry: the fetch's thread writes for it
+ * (pump_write) with MSG_DONTWAIT, and what did not fit is left in `rest`
+ * for the reader's own thread. */
+struct parked_reader {
+	struct entry_parked p;    /* first: pump_write's argument is &p */
+	int fd;
+	int chunked;
+	/* written on the fetch's thread while parked, read by the owner after
+	 * the release (entry.lock orders the two) */
+	int failed;               /* the client went away */
+	int ended;                /* the body's end is written (or in rest) */
+	uint64_t bytes;           /* bytes the fetch's thread wrote */
+	char size_line[20];
+	struct iovec rest[3 + ENTRY_PARK_IOV];
+	int nrest;
+};
+
+/* Frame v (one chunk when chunked) into out[]; returns the count and the
+ * total length in *len. size_line holds the chunk's size line. */
+static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct iovec *out,
+                 size_t *len)
+{
+	int m = 0;
+	size_t data = 0;
+	for (int i = 0; i < n; i++)
+		data += v[i].iov_len;
+	*len = data;
+	if (chunked) {
+		int k = snprintf(size_line, 20, "%zx\r\n", data);
+		out[m++] = (struct iovec){ size_line, (size_t)k };
+		*len += (size_t)k + 2;
+	}
+	for (int i = 0; i < n; i++)
+		if (v[i].iov_len > 0)
+			out[m++] = v[i];
+	if (chunked)
+		out[m++] = (struct iovec){ "\r\n", 2 };
+	return m;
+}
+
+static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
+{
+	struct parked_reader *pr = (struct parked_reader *)p;
+	size_t len = 0;
+	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest, &len) : 0;
+	if (end && pr->chunked) {
+		pr->rest[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
+		len += 5;
+	}
+	pr->ended = end;
+	if (len == 0)
+		return 0;
+	struct msghdr m = { .msg_iov = pr->rest, .msg_iovlen = (size_t)pr->nrest };
+	ssize_t k = sendmsg(pr->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (k < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			pr->failed = 1;
+			pr->nrest = 0;
+			return 1;
+		}
+		k = 0;
+	}
+	pr->bytes += (uint64_t)k;
+	if ((size_t)k == len) {
+		pr->nrest = 0;
+		stats_inc(STAT_cache_pumped_writes_total);
+		return 0;
+	}
+	/* the socket is full: keep what is left for the owner */
+	int i = 0;
+	while ((size_t)k >= pr->rest[i].iov_len) {
+		k -= (ssize_t)pr->rest[i].iov_len;
+		i++;
+	}
+	pr->rest[i].iov_base = (char *)pr->rest[i].iov_base + k;
+	pr->rest[i].iov_len -= (size_t)k;
+	memmove(pr->rest, pr->rest + i, (size_t)(pr->nrest - i) * sizeof pr->rest[0]);
+	pr->nrest -= i;
+	stats_inc(STAT_cache_pump_handbacks_total);
+	return 1;
+}
+
+/* The body as it grows, then detach. Caught up with a streaming entry, the
+ * reader parks and the fetch's thread writes for it (entry_park). */
 static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d)
 {
 	struct iovec v[DELIVER_IOV];
+	struct iovec cv[2 + DELIVER_IOV];
+	struct parked_reader pr = {
+		.p = { .r = r, .write = pump_write },
+		.fd = x->s->fd,
+		.chunked = d->chunked,
+	};
 	enum entry_state st;
 	int failed = d->failed, nv;
 	if (failed || d->no_body)
 		goto done;
 	for (;;) {
-		nv = entry_read_iov(e, r, v, DELIVER_IOV, &st);
+		if (pr.nrest > 0) {
+			/* handed back mid-write: finish it first */
+			failed = exchange_writev(x, pr.rest, pr.nrest) < 0;
+			pr.nrest = 0;
+		}
+		if (failed || pr.failed) {
+			failed = 1; /* the client went away: only this reader stops */
+			break;
+		}
+		nv = entry_try_read_iov(e, r, v, DELIVER_IOV, &st);
+		if (nv < 0) {
+			stats_inc(STAT_cache_readers_parked);
+			entry_park(e, &pr.p);
+			stats_add(STAT_cache_readers_parked, -1);
+			continue;
+		}
 		if (nv == 0) {
 			if (st == ENTRY_FAILED) {
 				/* cut short: the client must see it */
 				failed = 1;
-			} else if (d->chunked && exchange_write(x, "0\r\n\r\n", 5) < 0) {
+			} else if (d->chunked && !pr.ended &&
+			           exchange_write(x, "0\r\n\r\n", 5) < 0) {
 				failed = 1;
 			}
 			break;
 		}
-		if (d->chunked) {
-			/* every chunk framed, all in one writev (one write per
-			 * chunk made a chunked herd twice as slow) */
-			char sizes[DELIVER_IOV][20];
-			struct iovec cv[3 * DELIVER_IOV];
-			int nc = 0;
-			for (int i = 0; i < nv; i++) {
-				if (v[i].iov_len == 0)
-					continue; /* a 0 size line would end the body */
-				int m = snprintf(sizes[i], sizeof sizes[i], "%zx\r\n", v[i].iov_len);
-				cv[nc++] = (struct iovec){ sizes[i], (size_t)m };
-				cv[nc++] = v[i];
-				cv[nc++] = (struct iovec){ "\r\n", 2 };
-			}
-			failed = exchange_writev(x, cv, nc) < 0;
-		} else {
-			failed = exchange_writev(x, v, nv) < 0;
-		}
-		if (failed)
-			break; /* the client went away: only this reader stops */
+		/* all the chunks in one write (and, chunked, one chunk: one
+		 * write per chunk made a chunked herd twice as slow) */
+		size_t len;
+		char size_line[20];
+		int nc = frame(v, nv, d->chunked, size_line, cv, &len);
+		failed = exchange_writev(x, cv, nc) < 0;
 	}
 done:
+	x->bytes_out += pr.bytes;
+	stats_add(STAT_bytes_to_clients_total, (int64_t)pr.bytes);
 	if (failed)
 		x->close_after = 1;
 	entry_detach(e, r);

@@ -59,6 +59,9 @@ void entry_unref(struct entry **ep)
 	free(e);
 }
 
+static void release_parked(struct entry_parked *list);
+static void pump(struct entry *e, int end);
+
 /* Free leading chunks that every reader has moved past. Caller holds lock. */
 static void do_transit_free(struct entry *e)
 {
@@ -115,8 +118,15 @@ void entry_finish(struct entry *e, enum entry_state final)
 	pthread_mutex_lock(&e->lock);
 	if (e->state == ENTRY_STREAMING)
 		e->state = final;
+	final = e->state;
 	pthread_cond_broadcast(&e->grown);
+	if (final == ENTRY_FAILED) {
+		release_parked(e->parked); /* they end their responses cut short */
+		e->parked = NULL;
+	}
 	pthread_mutex_unlock(&e->lock);
+	if (final == ENTRY_COMPLETE)
+		pump(e, 1); /* the last bytes and the body's end, then release */
 }
 
 void entry_make_transit(struct entry *e)
@@ -192,38 +202,28 @@ uint64_t entry_bytes(struct entry *e, enum entry_state *state)
 	return b;
 }
 
-int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
-                   enum entry_state *state)
+/* Move r onto its next unread byte; returns whether there is one. Caller
+ * holds lock. */
+static int has_unread(struct entry *e, struct entry_reader *r)
 {
-	int n = 0;
-	pthread_mutex_lock(&e->lock);
-	if (r->hold) {
-		r->hold = NULL; /* what the last call handed out has been written */
-		if (e->transit)
-			do_transit_free(e);
-	}
-	for (;;) {
-		if (r->cur == NULL) {
-			if (e->first) {
-				r->cur = e->first;
-				r->off = 0;
-			}
-		} else if (r->off == r->cur->len && r->cur->next) {
-			r->cur = r->cur->next;
+	if (r->cur == NULL) {
+		if (e->first) {
+			r->cur = e->first;
 			r->off = 0;
 		}
-		if (r->cur && r->off < r->cur->len)
-			break;
-		if (e->state != ENTRY_STREAMING) {
-			*state = e->state;
-			pthread_mutex_unlock(&e->lock);
-			return 0;
-		}
-		pthread_cond_wait(&e->grown, &e->lock);
+	} else if (r->off == r->cur->len && r->cur->next) {
+		r->cur = r->cur->next;
+		r->off = 0;
 	}
-	if (e->transit)
-		do_transit_free(e);
-	/* r->cur holds unread bytes: hand out from there to the last chunk */
+	return r->cur && r->off < r->cur->len;
+}
+
+/* Hand out r's unread bytes from r->cur to the last chunk (at most `max`
+ * chunks), keeping them (r->hold) until the next hand-out. Caller holds
+ * lock, and has_unread(e, r) was true. */
+static int hand_out(struct entry_reader *r, struct iovec *iov, int max)
+{
+	int n = 0;
 	r->hold = r->cur;
 	for (;;) {
 		iov[n].iov_base = r->cur->data + r->off;
@@ -236,8 +236,115 @@ int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, i
 		r->cur = r->cur->next;
 		r->off = 0;
 	}
+	return n;
+}
+
+static int read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
+                    enum entry_state *state, int wait)
+{
+	pthread_mutex_lock(&e->lock);
+	if (r->hold) {
+		r->hold = NULL; /* what the last call handed out has been written */
+		if (e->transit)
+			do_transit_free(e);
+	}
+	while (!has_unread(e, r)) {
+		if (e->state != ENTRY_STREAMING || !wait) {
+			*state = e->state;
+			pthread_mutex_unlock(&e->lock);
+			return e->state != ENTRY_STREAMING ? 0 : -1;
+		}
+		pthread_cond_wait(&e->grown, &e->lock);
+	}
+	if (e->transit)
+		do_transit_free(e);
+	int n = hand_out(r, iov, max);
 	pthread_mutex_unlock(&e->lock);
 	return n;
+}
+
+int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
+                   enum entry_state *state)
+{
+	return read_iov(e, r, iov, max, state, 1);
+}
+
+int entry_try_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
+                       enum entry_state *state)
+{
+	return read_iov(e, r, iov, max, state, 0);
+}
+
+int entry_park(struct entry *e, struct entry_parked *p)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->state != ENTRY_STREAMING || has_unread(e, p->r)) {
+		pthread_mutex_unlock(&e->lock);
+		return 0;
+	}
+	pthread_cond_init(&p->wake, NULL);
+	p->released = 0;
+	p->next = e->parked;
+	e->parked = p;
+	while (!p->released)
+		pthread_cond_wait(&p->wake, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+	/* the releaser signalled under the lock we have just taken and
+	 * dropped: nobody uses p->wake now */
+	pthread_cond_destroy(&p->wake);
+	return 1;
+}
+
+/* Release every parked reader in the list. Caller holds e->lock. */
+static void release_parked(struct entry_parked *list)
+{
+	for (struct entry_parked *p = list, *next; p; p = next) {
+		next = p->next;
+		p->released = 1;
+		pthread_cond_signal(&p->wake);
+	}
+}
+
+/* Hand every parked reader its new bytes and call its writer (`end`: they
+ * are the last); keep those written whole parked, or release them all when
+ * `end`. */
+static void pump(struct entry *e, int end)
+{
+	struct entry_parked *list, *p, *next;
+	pthread_mutex_lock(&e->lock);
+	list = e->parked;
+	e->parked = NULL;
+	for (p = list; p; p = p->next)
+		p->nv = has_unread(e, p->r) ? hand_out(p->r, p->v, ENTRY_PARK_IOV) : 0;
+	pthread_mutex_unlock(&e->lock);
+	if (list == NULL)
+		return;
+	/* No lock while writing: readers that park meanwhile go on e->parked
+	 * (the next pump's), and the chunks handed out stay (r->hold). */
+	for (p = list; p; p = p->next)
+		p->handback = (p->nv > 0 || end) && p->write(p, p->v, p->nv, end) != 0;
+	pthread_mutex_lock(&e->lock);
+	for (p = list; p; p = next) {
+		next = p->next;
+		if (!p->handback)
+			p->r->hold = NULL; /* all written */
+		if (p->handback || end) {
+			/* its owner goes on (from r->hold, when handed back) */
+			p->next = NULL;
+			release_parked(p);
+			continue;
+		}
+		p->next = e->parked;
+		e->parked = p;
+	}
+	if (e->transit)
+		do_transit_free(e);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void entry_pump(struct entry *e)
+{
+	pump(e, 0);
 }
 
 int entry_serialise_head(struct entry *e)

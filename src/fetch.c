@@ -36,6 +36,7 @@ struct fetch {
 	struct entry *e;                /* published entry: the fetch's reference */
 	int stored;                     /* e is still in the store */
 	int no_readers;                 /* a transit entry lost its last reader */
+	size_t unpumped;                /* bytes appended since the last entry_pump */
 	int64_t request_time;
 	struct upstream_ctx u;
 	CURL *curl;
@@ -139,6 +140,21 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	return 0;
 }
 
+/* Write the bytes appended since the last time for the readers parked on
+ * the entry (entry_pump). libcurl hands the body over in pieces of at most
+ * 16 KiB, so this runs once per read from the origin (after_read), or
+ * every FETCH_PUMP_BYTES: one 64 KiB write per reader instead of four
+ * 16 KiB ones halves the kernel's cost per byte on loopback. */
+#define FETCH_PUMP_BYTES (64 * 1024)
+static void pump(void *arg)
+{
+	struct fetch *f = arg;
+	if (f->e == NULL || f->unpumped == 0)
+		return;
+	f->unpumped = 0;
+	entry_pump(f->e);
+}
+
 static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
@@ -150,6 +166,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 		f->no_readers = rc == -1; /* transit and nobody left to read it */
 		return 0;
 	}
+	f->unpumped += len;
+	if (f->unpumped >= FETCH_PUMP_BYTES)
+		pump(f);
 	if (f->stored)
 		f->stored = cache_grow(f->e, len);
 	upstream_touch(&f->u); /* time spent waiting for readers is not a stall */
@@ -163,6 +182,13 @@ static void fetch_job(void *arg)
 	CURLcode rc = CURLE_OUT_OF_MEMORY;
 
 	f->curl = upstream_easy(f->cfg, &f->u);
+	f->u.after_read = pump;
+	f->u.after_read_arg = f;
+	/* one read from the origin, one pump: 64 KiB reads (libcurl's
+	 * default is 16 KiB) make each reader's write 64 KiB. Only here: a
+	 * fetch is one per key, a pass one per client. */
+	if (f->curl)
+		curl_easy_setopt(f->curl, CURLOPT_BUFFERSIZE, FETCH_PUMP_BYTES);
 	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
@@ -177,6 +203,7 @@ static void fetch_job(void *arg)
 	}
 
 	if (f->e != NULL) {
+		pump(f);
 		if (rc == CURLE_OK) {
 			entry_finish(f->e, ENTRY_COMPLETE);
 		} else {

@@ -106,6 +106,8 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 	struct upstream_ctx *u = clientp;
 	(void)dltotal;
 	(void)ultotal;
+	if (u->after_read)
+		u->after_read(u->after_read_arg);
 	if (dlnow != u->last_dl || ulnow != u->last_ul) {
 		u->last_dl = dlnow;
 		u->last_ul = ulnow;
@@ -147,6 +149,8 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	u->stalled = 0;
 	u->stall_ms = c->upstream_timeout_ms;
 	u->last_dl = u->last_ul = 0;
+	u->after_read = NULL;
+	u->after_read_arg = NULL;
 	upstream_touch(u);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -32,6 +32,8 @@
 	X(cache_misses_total, "requests that found nothing usable and started a fetch") \
 	X(cache_coalesced_total, "requests that waited for another request's fetch and were served from it") \
 	X(cache_herd_heads_total, "of those, requests whose response head the fetch sent the moment it had one") \
+	X(cache_pumped_writes_total, "body writes the fetch's thread made for readers parked on a body still arriving") \
+	X(cache_pump_handbacks_total, "parked readers handed back to their own thread: the client's socket was full") \
 	X(cache_fetches_total, "upstream fetches run by the cache") \
 	X(cache_fetch_failures_total, "cache fetches that failed before the response head") \
 	X(cache_fetch_aborts_total, "cache fetches that broke off after the response head") \
@@ -42,7 +44,8 @@
 	X(cache_evictions_total, "entries evicted to stay within [cache] memory") \
 	X(cache_objects, "entries stored now, hit-for-miss markers included (gauge)") \
 	X(cache_memory_bytes, "bytes charged against [cache] memory now (gauge)") \
-	X(cache_waiters, "requests waiting for a fetch's response head now (gauge)")
+	X(cache_waiters, "requests waiting for a fetch's response head now (gauge)") \
+	X(cache_readers_parked, "readers caught up with a body still arriving, parked until the fetch's thread writes its next bytes for them (gauge)")
 
 enum stat_id {
 #define STAT_ENUM(name, help) STAT_##name,

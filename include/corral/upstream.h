@@ -25,6 +25,11 @@ struct upstream_ctx {
 	int64_t stall_ms;                /* that timeout */
 	int64_t last_progress_ms;        /* monotonic time bytes last moved */
 	curl_off_t last_dl, last_ul;     /* byte counts seen then */
+	/* called after every pass of libcurl's transfer loop (from its
+	 * progress callback), i.e. once the body bytes of one read have all
+	 * been handed to the write callback; NULL: none */
+	void (*after_read)(void *arg);
+	void *after_read_arg;
 	char errbuf[CURL_ERROR_SIZE];
 };
 

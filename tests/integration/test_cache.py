@@ -19,7 +19,8 @@ What is checked (the issue's list, in order):
      max_object, key normalisation, request no-cache/Range, POST, expiry);
  10. coalesce_timeout bounds a waiter's wait;
 and besides: clients leaving while parked, waiters for another Vary variant,
-the default port dropped from the key.
+the default port dropped from the key, readers parked on a body still arriving
+(the fetch's thread writes for them; one whose socket is full is handed back).
 
 Races are forced, not hoped for: the origin holds its answer (origin.staged)
 until the test has seen, through corral's own counters (cache_waiters,
@@ -551,10 +552,63 @@ def test_waiters_stream_the_body_as_it_arrives(corral, origin, framing):
     assert first.count(lambda p: p.body_len > HALF) + rest.count(lambda p: p.body_len > HALF) \
         == 0, "more than the origin sent"
     assert origin.count("/stream") == 1
+    # caught up, every reader parks: the fetch's thread writes the rest for
+    # all of them (entry_park), no thread wakes per piece
+    wait_metric(c, "cache_readers_parked", lambda v: v == n, "all %d readers parked" % n, 30)
     finish.set()
     parsers = first.join() + rest.join()
     assert_all_full(parsers)
     assert origin.count("/stream") == 1
+    m = metrics_of(c, "cache_readers_parked", "cache_pumped_writes_total",
+                   "cache_pump_handbacks_total")
+    assert m["cache_readers_parked"] == 0, m
+    assert m["cache_pumped_writes_total"] + m["cache_pump_handbacks_total"] >= n, m
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing):
+    # The fetch's thread writes for the readers parked on a body still
+    # arriving, without blocking. A client that reads nothing fills its
+    # socket: it is handed back to its own thread in the middle of a write,
+    # the other clients still get the whole body while it reads nothing, and
+    # it gets every byte, correctly framed, once it reads again.
+    n, size = 20, 8 << 20
+    body = o.make_pattern(size)
+    go, head_sent, finish = threading.Event(), threading.Event(), threading.Event()
+    origin.route("/full", o.staged(body, CACHEABLE, framing, before_head=go,
+                                   after_part=head_sent, before_rest=finish))
+    c = corral()
+    data = herd_request(origin, "/full")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(TIMEOUT)
+        slow.connect(("127.0.0.1", c.port))
+        slow.sendall(data)
+        origin.wait_arrivals("/full", 1, timeout=TIMEOUT)
+        fast = Herd(c.port, data, n, expected=body)
+        wait_parked(c, n, n + 1, timeout=30)
+        go.set()
+        assert head_sent.wait(TIMEOUT)
+        wait_metric(c, "cache_readers_parked", lambda v: v == n + 1,
+                    "all %d readers parked on the body" % (n + 1), 30)
+        finish.set()
+        assert_all_full(fast.join(), size)
+        m = metrics_of(c, "cache_pumped_writes_total", "cache_pump_handbacks_total")
+        assert m["cache_pump_handbacks_total"] >= 1, m
+        assert m["cache_pumped_writes_total"] >= n, m
+        # the slow client reads now
+        p = StreamParser(expected=body)
+        while True:
+            chunk = slow.recv(1 << 18)
+            if not chunk:
+                break
+            p.feed(chunk)
+        p.finish("eof")
+        assert p.full(size), p
+        assert p.framing == framing, p
+    assert origin.count("/full") == 1
+    assert metric(c, "cache_readers_parked") == 0
 
 
 @pytest.mark.concurrency

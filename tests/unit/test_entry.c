@@ -4,7 +4,9 @@
  * reader, the fetch held back TRANSIT_MAX ahead of it, attach refused once
  * the start is gone, append refused once nobody reads), reference counts,
  * and threads: one writer streaming to eight readers, some attaching at
- * forced points mid-way, every reader getting every byte.
+ * forced points mid-way, every reader getting every byte; parked readers
+ * written for by the writer's thread (entry_pump), some handed back
+ * mid-write, every one getting every byte once and the end once.
  *
  * Interleavings are forced with a test-side lock and condvar (`sync`) and
  * every wait has a deadline: a hang is reported as a failure, not waited out.
@@ -13,6 +15,7 @@
  * Prints one line per failed check and then "entry: N passed, M failed";
  * exits non-zero when anything failed.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "corral/entry.h"
 
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <sched.h>
 #include <time.h>
 
 #include "check.h"
@@ -1004,6 +1008,239 @@ test_threads_refs(void)
 	entry_unref(&e);
 }
 
+/* ---- threads: parked readers, written for by the writer's thread ------ */
+
+#define N_PARKED 4
+#define N_PARK_CHUNKS 300
+
+/* A parked reader whose "socket" is a checksum: its writer takes all it is
+ * given, except on every `every`-th call, when it takes only part of the
+ * first piece and hands the reader back with the rest, as a full socket
+ * buffer would. */
+struct park_reader {
+	struct entry_parked p;   /* first: the writer's argument is &p */
+	struct entry *e;
+	struct entry_reader r;
+	int every;               /* hand back on every every-th call, 0: never */
+	struct iovec rest[ENTRY_PARK_IOV];
+	int nrest;
+	/* written by the writer's thread while parked, by the owner after */
+	uint64_t total, sum, bad_bytes, first_bad;
+	long calls, handbacks, pumped_bytes, ends;
+	enum entry_state end;
+};
+
+static void
+park_take(struct park_reader *a, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] != pattern(a->total + i) && a->bad_bytes++ == 0)
+			a->first_bad = a->total + i;
+	a->sum = fnv(a->sum, p, n);
+	a->total += n;
+}
+
+static int
+park_write(struct entry_parked *p, struct iovec *v, int n, int end)
+{
+	struct park_reader *a = (struct park_reader *)p;
+	a->calls++;
+	a->ends += end;
+	int i = 0;
+	if (a->every && a->calls % a->every == 0 && n > 0) {
+		/* half of the first piece, then hand back */
+		size_t half = v[0].iov_len / 2;
+		park_take(a, v[0].iov_base, half);
+		a->pumped_bytes += (long)half;
+		a->rest[0].iov_base = (char *)v[0].iov_base + half;
+		a->rest[0].iov_len = v[0].iov_len - half;
+		a->nrest = 1;
+		for (i = 1; i < n; i++)
+			a->rest[a->nrest++] = v[i];
+		a->handbacks++;
+		return 1;
+	}
+	for (; i < n; i++) {
+		park_take(a, v[i].iov_base, v[i].iov_len);
+		a->pumped_bytes += (long)v[i].iov_len;
+	}
+	return 0;
+}
+
+/* deliver.c's loop: read what is there, park when caught up, finish what
+ * was handed back. */
+static void *
+park_reader_main(void *arg)
+{
+	struct park_reader *a = arg;
+	struct iovec v[ENTRY_PARK_IOV];
+	enum entry_state st;
+	int nv;
+
+	a->sum = FNV_INIT;
+	for (;;) {
+		for (int i = 0; i < a->nrest; i++)
+			park_take(a, a->rest[i].iov_base, a->rest[i].iov_len);
+		a->nrest = 0;
+		nv = entry_try_read_iov(a->e, &a->r, v, ENTRY_PARK_IOV, &st);
+		if (nv < 0) {
+			entry_park(a->e, &a->p);
+			continue;
+		}
+		if (nv == 0)
+			break;
+		for (int i = 0; i < nv; i++)
+			park_take(a, v[i].iov_base, v[i].iov_len);
+	}
+	a->end = st;
+	entry_detach(a->e, &a->r);
+	return NULL;
+}
+
+/* pthread_join, but a reader that never ends is a failure, not a hang. */
+static void
+join_or_fail(pthread_t t, const char *what)
+{
+	struct timespec end = deadline_in(DEADLINE_S);
+	if (pthread_timedjoin_np(t, NULL, &end) != 0)
+		hung(__FILE__, __LINE__, what);
+}
+
+/* Readers parked on e now, under its lock. */
+static int
+parked_count(struct entry *e)
+{
+	int n = 0;
+	pthread_mutex_lock(&e->lock);
+	for (struct entry_parked *p = e->parked; p; p = p->next)
+		n++;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+/* Until `n` readers are parked (a hang is a failure). */
+static void
+wait_parked(struct entry *e, int n)
+{
+	struct timespec end = deadline_in(DEADLINE_S), now;
+	while (parked_count(e) < n) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > end.tv_sec)
+			hung(__FILE__, __LINE__, "the readers to park");
+		sched_yield();
+	}
+}
+
+/* Every reader parks before each append, so that the writer's thread
+ * writes every chunk for every reader but where a reader was handed back:
+ * all bytes arrive once and in order, the end is written once with the
+ * last call, and a transit entry still frees what the readers passed. */
+static void
+test_threads_park(int transit)
+{
+	struct entry *e = entry_new();
+	struct park_reader a[N_PARKED];
+	pthread_t th[N_PARKED];
+	char buf[2039];
+	uint64_t total = 0, sum = FNV_INIT, max_held = 0;
+
+	if (transit)
+		entry_make_transit(e);
+	memset(a, 0, sizeof a);
+	for (int i = 0; i < N_PARKED; i++) {
+		a[i].e = e;
+		a[i].p.r = &a[i].r;
+		a[i].p.write = park_write;
+		a[i].every = i == 0 ? 0 : 3 + i * 4; /* reader 0 is never handed back */
+		CHECK_INT(entry_attach(e, &a[i].r), 0);
+		CHECK_INT(pthread_create(&th[i], NULL, park_reader_main, &a[i]), 0);
+	}
+	for (int c = 0; c < N_PARK_CHUNKS; c++) {
+		wait_parked(e, N_PARKED);
+		size_t len = chunk_len(c);
+		fill(buf, total, len);
+		CHECK_INT(entry_append(e, buf, len), 0);
+		sum = fnv(sum, buf, len);
+		total += len;
+		entry_pump(e);
+		struct sample s = sample(e);
+		if (s.held > max_held)
+			max_held = s.held;
+	}
+	wait_parked(e, N_PARKED);
+	entry_finish(e, ENTRY_COMPLETE);
+	for (int i = 0; i < N_PARKED; i++)
+		join_or_fail(th[i], "a parked reader to end");
+
+	for (int i = 0; i < N_PARKED; i++) {
+		struct park_reader *r = &a[i];
+		check(r->bad_bytes == 0, __FILE__, __LINE__, "reader %d: %llu wrong bytes, first at %llu",
+		      i, (unsigned long long)r->bad_bytes, (unsigned long long)r->first_bad);
+		check(r->total == total && r->sum == sum, __FILE__, __LINE__,
+		      "reader %d: %llu bytes of %llu", i, (unsigned long long)r->total,
+		      (unsigned long long)total);
+		CHECK_INT(r->end, ENTRY_COMPLETE);
+		CHECK_INT(r->ends, 1); /* the last call, and only it, said `end` */
+		/* one call per chunk plus the last: each chunk was appended with
+		 * the reader parked and caught up */
+		CHECK_INT(r->calls, N_PARK_CHUNKS + 1);
+		if (r->every == 0) {
+			CHECK_INT(r->handbacks, 0);
+			CHECK_INT(r->pumped_bytes, (long)total);
+		} else {
+			/* the last call has no bytes: never a hand-back */
+			CHECK_INT(r->handbacks, N_PARK_CHUNKS / r->every);
+			CHECK(r->pumped_bytes < (long)total);
+		}
+	}
+	struct sample s = sample(e);
+	CHECK_INT(s.nreaders, 0);
+	CHECK(e->parked == NULL);
+	if (transit) {
+		/* freed behind the readers as they went: one chunk or two held */
+		check(max_held <= 2 * 2039, __FILE__, __LINE__, "held %llu in transit",
+		      (unsigned long long)max_held);
+		CHECK_INT(s.dropped + s.held, total);
+	} else {
+		CHECK_INT(s.dropped, 0);
+		CHECK_INT(s.held, total);
+	}
+	entry_unref(&e);
+}
+
+/* A parked reader is released, not written for, when the entry fails. */
+static void
+test_threads_park_failed(void)
+{
+	struct entry *e = entry_new();
+	struct park_reader a;
+	pthread_t th;
+	char buf[100];
+
+	memset(&a, 0, sizeof a);
+	a.e = e;
+	a.p.r = &a.r;
+	a.p.write = park_write;
+	CHECK_INT(entry_attach(e, &a.r), 0);
+	CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+	wait_parked(e, 1);
+	fill(buf, 0, sizeof buf);
+	CHECK_INT(entry_append(e, buf, sizeof buf), 0);
+	entry_pump(e);
+	wait_parked(e, 1);
+	fill(buf, sizeof buf, 10);
+	CHECK_INT(entry_append(e, buf, 10), 0); /* appended, never pumped */
+	entry_finish(e, ENTRY_FAILED);
+	join_or_fail(th, "the parked reader to be released");
+	CHECK_INT(a.calls, 1);
+	CHECK_INT(a.ends, 0);
+	CHECK_INT(a.end, ENTRY_FAILED);
+	CHECK_INT(a.bad_bytes, 0);
+	CHECK_INT(a.total, sizeof buf + 10); /* the owner read the last 10 itself */
+	CHECK_INT(a.pumped_bytes, (long)sizeof buf);
+	entry_unref(&e);
+}
+
 int
 main(void)
 {
@@ -1021,5 +1258,8 @@ main(void)
 	test_threads_detach();
 	test_threads_last_reader_leaves();
 	test_threads_refs();
+	test_threads_park(0);
+	test_threads_park(1);
+	test_threads_park_failed();
 	return check_summary("entry");
 }
