@@ -717,7 +717,27 @@ def scenario_herd(systems, origin, results):
                         fmt(r.get("ttlb_p50_ms")), fmt(r.get("ttlb_p99_ms")),
                         fmt(r.get("first_lag_p99_ms")), fmt(r.get("last_lag_p99_ms"))))
                 time.sleep(1)
+        for mode in ("one", "threads"):
+            r = fanout_once(mode)
+            runs.setdefault(("fanout", mode), []).append(r)
+            log("herd floor model %s round %d: cpu %s ms, last byte lag p50/p99 %s/%s ms" % (
+                mode, rnd + 1, fmt(r.get("cpu_ms")), fmt(r.get("last_lag_p50_ms")),
+                fmt(r.get("last_lag_p99_ms"))))
     results["herd"] = {"%s/%s" % k: v for k, v in runs.items()}
+
+
+def fanout_once(mode):
+    """bench/fanout.c: the herd's body (4 MiB in 64 pieces over 500 ms) written
+    to HERD_CLIENTS loopback connections with no proxy, on the server's CPU,
+    by one thread (`one`) or by a thread per connection woken per piece
+    (`threads`): the floor under the herd's last byte on this machine."""
+    sample_load()
+    argv = ["taskset", "-c", SERVER_CPU, os.path.join(BIN, "fanout"), "-m", mode,
+            "-n", str(HERD_CLIENTS), "-s", str(HERD_BYTES)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("fanout failed: %s %s" % (r.stdout, r.stderr))
+    return parse_kv(r.stdout)
 
 
 def scenario_idle(origin, results):
@@ -1082,6 +1102,23 @@ def report(results, info):
           "p99 first (last) byte with the moment the origin handed its response head (last body byte) "
           "to the kernel. Each client must receive exactly 4 MiB with status 200, or it counts as a failure.")
         w("")
+        if hd.get("fanout/one"):
+            w("The floor under the last byte, measured in the same rounds (`bench/fanout.c`: the same "
+              "4 MiB in 64 pieces over 500 ms written to %d loopback connections on CPU 0, read on "
+              "CPU 1 like the herd client does; no proxy, no HTTP, no origin):" % HERD_CLIENTS)
+            w("")
+            w("| writer | CPU ms (per round) | last byte − last piece, p50 / p99 ms |")
+            w("|---|--:|--:|")
+            for mode, label in (("one", "one thread, MSG_DONTWAIT (corral's parked readers)"),
+                                ("threads", "a thread per connection, woken per piece (corral before)")):
+                rs = hd.get("fanout/" + mode, [])
+                if rs:
+                    w("| %s | %s (%s) | %s / %s |" % (
+                        label, fmt(med([r.get("cpu_ms") for r in rs]), 0),
+                        ", ".join(fmt(r.get("cpu_ms"), 0) for r in rs),
+                        fmt(med([r.get("last_lag_p50_ms") for r in rs])),
+                        fmt(med([r.get("last_lag_p99_ms") for r in rs]))))
+            w("")
 
     if "idle" in results:
         it = results["idle"]
