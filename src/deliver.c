@@ -106,7 +106,7 @@ struct parked_reader {
 	 * the release (entry.lock orders the two) */
 	int failed;               /* the client went away */
 	int ended;                /* the body's end is written (or in rest) */
-	uint64_t bytes;           /* bytes the fetch's thread wrote */
+	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
 	char size_line[20];
 	struct iovec rest[3 + ENTRY_PARK_IOV];
 	int nrest;
@@ -158,6 +158,7 @@ static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 		k = 0;
 	}
 	pr->bytes += (uint64_t)k;
+	stats_add(STAT_bytes_to_clients_total, k); /* live, for long streams */
 	if ((size_t)k == len) {
 		pr->nrest = 0;
 		stats_inc(STAT_cache_pumped_writes_total);
@@ -227,8 +228,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 		failed = exchange_writev(x, cv, nc) < 0;
 	}
 done:
-	x->bytes_out += pr.bytes;
-	stats_add(STAT_bytes_to_clients_total, (int64_t)pr.bytes);
+	x->bytes_out += pr.bytes; /* the stat counted them as they went */
 	if (failed)
 		x->close_after = 1;
 	entry_detach(e, r);

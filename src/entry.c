@@ -312,7 +312,8 @@ static void release_parked(struct entry *e, struct entry_parked *p)
 }
 
 /* Hand every parked reader its new bytes and call its writer (`end`: they
- * are the last); release those handed back, or all of them when `end`.
+ * are the last); release those handed back, those with more than one
+ * hand-out's worth of chunks to catch up on, or all of them when `end`.
  *
  * The list stays in place while the writers run with no lock: readers that
  * park meanwhile go in front of `first` (the next pump's), and only this
@@ -321,19 +322,29 @@ static void release_parked(struct entry *e, struct entry_parked *p)
  * next hand-out: in transit, freeing lags one pump behind. The passes touch
  * each parked struct twice, not three times: on 1,000 readers' stacks,
  * every pass costs cache misses (a third pass that relinked the list cost
- * 2.5% of a herd's CPU). */
+ * 2.5% of a herd's CPU).
+ *
+ * A hand-out is at most ENTRY_PARK_IOV chunks. A reader left with more
+ * (an origin sending many small chunks in one read) is released to catch
+ * up on its own thread, and is not told `end` before its last bytes: a
+ * parked reader is never left behind, which would hold a transit fetch
+ * (waiting in entry_append for readers) waiting for its own next pump. */
 static void pump(struct entry *e, int end)
 {
 	struct entry_parked *first, *p, *handed_back = NULL;
 	pthread_mutex_lock(&e->lock);
 	first = e->parked;
-	for (p = first; p; p = p->next)
+	for (p = first; p; p = p->next) {
 		p->nv = has_unread(e, p->r) ? hand_out(p->r, p->v, ENTRY_PARK_IOV) : 0;
+		p->more = p->nv > 0 && p->r->cur->next != NULL;
+	}
 	pthread_mutex_unlock(&e->lock);
 	if (first == NULL)
 		return;
 	for (p = first; p; p = p->next) {
-		if ((p->nv > 0 || end) && p->write(p, p->v, p->nv, end) != 0) {
+		int handed_back_now = (p->nv > 0 || end) &&
+		                      p->write(p, p->v, p->nv, end && !p->more) != 0;
+		if (handed_back_now || p->more) {
 			p->handed_back_next = handed_back;
 			handed_back = p;
 		}

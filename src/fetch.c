@@ -142,8 +142,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 
 /* Write the bytes appended since the last time for the readers parked on
  * the entry (entry_pump). libcurl hands the body over in pieces of at most
- * 16 KiB; this runs once per read from the origin (after_read), or every
- * FETCH_READ_SIZE if libcurl's progress callback did not come. Reads take
+ * 16 KiB; this runs after each pass of its transfer loop (after_read: its
+ * progress callback, which libcurl 7.88 calls after every pass; a pass may
+ * read more than once while the socket stays readable), and in any case
+ * every FETCH_READ_SIZE bytes. Reads take
  * whatever the origin socket holds, up to FETCH_READ_SIZE: one piece as it
  * arrives while the fetch keeps up, more at once when it falls behind, so
  * the writes grow exactly when CPU is short. Measured with bench/fanout.c
@@ -151,6 +153,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
  * ~0.42 s, 128 KiB ~0.35 s, 256 KiB ~0.32 s. No byte is held back to make
  * a write bigger: a slow trickle still streams at once. */
 #define FETCH_READ_SIZE (256 * 1024)
+/* Parked readers hold at most the last hand-out and what came since (each
+ * under FETCH_READ_SIZE plus one 16 KiB piece): a transit fetch waiting in
+ * entry_append for readers to drain must never be waiting for them, or it
+ * would wait for its own next pump. */
+_Static_assert(2 * (FETCH_READ_SIZE + 16 * 1024) < TRANSIT_MAX,
+               "parked readers alone could hold a transit fetch back");
 static void pump(void *arg)
 {
 	struct fetch *f = arg;
@@ -189,8 +197,8 @@ static void fetch_job(void *arg)
 	f->curl = upstream_easy(f->cfg, &f->u);
 	f->u.after_read = pump;
 	f->u.after_read_arg = f;
-	/* one read, one pump (libcurl's default read is 16 KiB). Only here:
-	 * a fetch is one per key, a pass one per client. */
+	/* reads of up to FETCH_READ_SIZE (libcurl's default is 16 KiB). Only
+	 * here: a fetch is one per key, a pass one per client. */
 	if (f->curl)
 		curl_easy_setopt(f->curl, CURLOPT_BUFFERSIZE, (long)FETCH_READ_SIZE);
 	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0) {

@@ -75,6 +75,7 @@ struct entry_parked {
 	/* entry_pump's own, while it writes */
 	struct iovec v[ENTRY_PARK_IOV];
 	int nv;
+	int more;                      /* chunks beyond v: catch up on its own */
 	struct entry_parked *handed_back_next;
 };
 

@@ -575,7 +575,7 @@ def wait_released(event, origin):
 
 
 def staged(body, headers=(), framing="content-length", before_head=None, split=0,
-           after_part=None, before_rest=None, end="finish"):
+           after_part=None, before_rest=None, end="finish", chunk_size=16384):
     """A response sent in stages, so that a test decides when each stage happens:
       1. wait for the Event `before_head` (None: no wait);
       2. send the head (Content-Length or Transfer-Encoding: chunked is added
@@ -583,8 +583,9 @@ def staged(body, headers=(), framing="content-length", before_head=None, split=0
          bytes (one chunk when chunked);
       3. set the Event `after_part` (the first part has been written);
       4. wait for the Event `before_rest`;
-      5. `end`: "finish" sends the rest (several chunks and the last chunk when
-         chunked), "close" closes the connection, "reset" resets it (RST).
+      5. `end`: "finish" sends the rest (chunks of `chunk_size` bytes and the
+         last chunk when chunked), "close" closes the connection, "reset"
+         resets it (RST).
     A HEAD request gets the head only. Stopping the origin releases every wait."""
     headers = list(headers)
     names = {n.lower() for (n, _) in headers}
@@ -595,9 +596,8 @@ def staged(body, headers=(), framing="content-length", before_head=None, split=0
 
     def send_body(w, data):
         if framing == "chunked":
-            step = 16384
-            for i in range(0, len(data), step):
-                w.send_chunk(data[i:i + step])
+            for i in range(0, len(data), chunk_size):
+                w.send_chunk(data[i:i + chunk_size])
         else:
             w.send(data)
 

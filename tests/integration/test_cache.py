@@ -612,6 +612,39 @@ def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing
 
 
 @pytest.mark.concurrency
+@pytest.mark.parametrize("stored", [True, False], ids=["stored", "transit"])
+def test_parked_readers_of_many_small_chunks(corral, origin, stored):
+    # An origin sending 1 KiB chunks: one read from it holds hundreds, more
+    # than the fetch's thread hands a parked reader at once. Such readers
+    # catch up on their own threads, and the body's end (the last chunk)
+    # still comes after all their bytes, once. Transit: the entry is larger
+    # than max_object, so it is not kept and the fetch waits for its readers.
+    n, size = 20, 2 << 20
+    body = o.make_pattern(size)
+    go, head_sent, finish = threading.Event(), threading.Event(), threading.Event()
+    origin.route("/small", o.staged(body, CACHEABLE, "chunked", before_head=go,
+                                    after_part=head_sent, before_rest=finish,
+                                    chunk_size=1024))
+    c = corral("" if stored else "[cache]\nmax_object = 64K\n")
+    first, rest = start_herd(c, origin, "/small", n, expected=body)
+    go.set()
+    assert head_sent.wait(TIMEOUT)
+    wait_metric(c, "cache_readers_parked", lambda v: v == n, "all %d readers parked" % n, 30)
+    finish.set()
+    parsers = first.join() + rest.join()
+    assert_all_full(parsers, size)
+    extra = [p for p in parsers if p.extra or p.framing != "chunked"]
+    assert not extra, "bytes after the last chunk, or not chunked: %r" % extra[:3]
+    assert origin.count("/small") == 1
+    assert metric(c, "cache_readers_parked") == 0
+    # stored: the next request is a hit; transit: nothing was kept
+    r = get(c, origin, "/small")
+    assert r.status == 200 and r.body == body
+    assert is_hit(status_of(r)) == stored
+    assert origin.count("/small") == (1 if stored else 2)
+
+
+@pytest.mark.concurrency
 def test_fetch_sends_every_waiter_its_head_at_publish(corral, origin):
     # The fetch writes each parked waiter's response head itself as soon as it
     # has the origin's (serve_herd_heads), GETs and HEADs alike: every client

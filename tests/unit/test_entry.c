@@ -1022,13 +1022,25 @@ struct park_reader {
 	struct entry *e;
 	struct entry_reader r;
 	int every;               /* hand back on every every-th call, 0: never */
+	int hand_back_end;       /* hand back the call that says `end`, untaken */
 	struct iovec rest[ENTRY_PARK_IOV];
 	int nrest;
 	/* written by the writer's thread while parked, by the owner after */
 	uint64_t total, sum, bad_bytes, first_bad;
 	long calls, handbacks, pumped_bytes, ends;
+	int end_in_rest;         /* the end was handed back with the rest */
+	long end_writes;         /* the response's end "written", by either side */
+	uint64_t end_at;         /* total when it was */
 	enum entry_state end;
 };
+
+/* The response's end goes out: it must be once, after every byte. */
+static void
+park_end(struct park_reader *a)
+{
+	a->end_writes++;
+	a->end_at = a->total;
+}
 
 static void
 park_take(struct park_reader *a, const char *p, size_t n)
@@ -1047,6 +1059,14 @@ park_write(struct entry_parked *p, struct iovec *v, int n, int end)
 	a->calls++;
 	a->ends += end;
 	int i = 0;
+	if (end && a->hand_back_end) {
+		/* nothing fits: all of it, and the end, left to the owner */
+		for (a->nrest = 0; a->nrest < n; a->nrest++)
+			a->rest[a->nrest] = v[a->nrest];
+		a->end_in_rest = 1;
+		a->handbacks++;
+		return 1;
+	}
 	if (a->every && a->calls % a->every == 0 && n > 0) {
 		/* half of the first piece, then hand back */
 		size_t half = v[0].iov_len / 2;
@@ -1064,6 +1084,8 @@ park_write(struct entry_parked *p, struct iovec *v, int n, int end)
 		park_take(a, v[i].iov_base, v[i].iov_len);
 		a->pumped_bytes += (long)v[i].iov_len;
 	}
+	if (end)
+		park_end(a);
 	return 0;
 }
 
@@ -1082,6 +1104,10 @@ park_reader_main(void *arg)
 		for (int i = 0; i < a->nrest; i++)
 			park_take(a, a->rest[i].iov_base, a->rest[i].iov_len);
 		a->nrest = 0;
+		if (a->end_in_rest) {
+			park_end(a);
+			a->end_in_rest = 0;
+		}
 		nv = entry_try_read_iov(a->e, &a->r, v, ENTRY_PARK_IOV, &st);
 		if (nv < 0) {
 			entry_park(a->e, &a->p);
@@ -1093,6 +1119,8 @@ park_reader_main(void *arg)
 			park_take(a, v[i].iov_base, v[i].iov_len);
 	}
 	a->end = st;
+	if (st == ENTRY_COMPLETE && a->end_writes == 0)
+		park_end(a); /* the owner ends the response itself */
 	entry_detach(a->e, &a->r);
 	return NULL;
 }
@@ -1181,6 +1209,8 @@ test_threads_park(int transit)
 		      (unsigned long long)total);
 		CHECK_INT(r->end, ENTRY_COMPLETE);
 		CHECK_INT(r->ends, 1); /* the last call, and only it, said `end` */
+		CHECK_INT(r->end_writes, 1);
+		CHECK_INT(r->end_at, total);
 		/* one call per chunk plus the last: each chunk was appended with
 		 * the reader parked and caught up */
 		CHECK_INT(r->calls, N_PARK_CHUNKS + 1);
@@ -1241,6 +1271,93 @@ test_threads_park_failed(void)
 	entry_unref(&e);
 }
 
+/* An origin sending many small chunks in one read: a hand-out is at most
+ * ENTRY_PARK_IOV chunks, and a reader left with more is released to catch
+ * up itself, never told `end` before its last bytes (nor left parked
+ * behind: in transit, that would hold the fetch waiting for its own pump). */
+static void
+test_threads_park_many_chunks(int transit)
+{
+	int n = 3 * ENTRY_PARK_IOV + 5;
+	char buf[64];
+	pthread_t th;
+
+	for (int finish_at_once = 0; finish_at_once < 2; finish_at_once++) {
+		struct entry *e = entry_new();
+		struct park_reader a;
+		uint64_t total = 0;
+
+		if (transit)
+			entry_make_transit(e);
+		memset(&a, 0, sizeof a);
+		a.e = e;
+		a.p.r = &a.r;
+		a.p.write = park_write;
+		CHECK_INT(entry_attach(e, &a.r), 0);
+		CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+		wait_parked(e, 1);
+		for (int c = 0; c < n; c++) { /* all in one "read": one pump */
+			fill(buf, total, sizeof buf);
+			CHECK_INT(entry_append(e, buf, sizeof buf), 0);
+			total += sizeof buf;
+		}
+		if (!finish_at_once) {
+			entry_pump(e);
+			CHECK_INT(a.calls, 1);
+			CHECK_INT(a.pumped_bytes, ENTRY_PARK_IOV * (long)sizeof buf);
+			CHECK_INT(a.ends, 0);
+			/* released with the rest to read itself, it parks again
+			 * once caught up */
+			wait_parked(e, 1);
+		}
+		/* finish at once: the last pump has more than one hand-out */
+		entry_finish(e, ENTRY_COMPLETE);
+		join_or_fail(th, "the reader to end");
+		CHECK_INT(a.calls, finish_at_once ? 1 : 2);
+		CHECK_INT(a.ends, finish_at_once ? 0 : 1);
+		check(a.bad_bytes == 0 && a.total == total, __FILE__, __LINE__,
+		      "%llu bytes of %llu, %llu wrong", (unsigned long long)a.total,
+		      (unsigned long long)total, (unsigned long long)a.bad_bytes);
+		CHECK_INT(a.end, ENTRY_COMPLETE);
+		CHECK_INT(a.end_writes, 1);
+		CHECK_INT(a.end_at, total);
+		entry_unref(&e);
+	}
+}
+
+/* The last call (`end`) handed back untaken: the owner writes the rest and
+ * the end, once. */
+static void
+test_threads_park_end_handed_back(void)
+{
+	struct entry *e = entry_new();
+	struct park_reader a;
+	pthread_t th;
+	char buf[100];
+
+	memset(&a, 0, sizeof a);
+	a.e = e;
+	a.p.r = &a.r;
+	a.p.write = park_write;
+	a.hand_back_end = 1;
+	CHECK_INT(entry_attach(e, &a.r), 0);
+	CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+	wait_parked(e, 1);
+	fill(buf, 0, sizeof buf);
+	CHECK_INT(entry_append(e, buf, sizeof buf), 0); /* appended, not pumped */
+	entry_finish(e, ENTRY_COMPLETE);
+	join_or_fail(th, "the reader to end");
+	CHECK_INT(a.calls, 1);
+	CHECK_INT(a.ends, 1);
+	CHECK_INT(a.handbacks, 1);
+	CHECK_INT(a.pumped_bytes, 0);
+	CHECK_INT(a.total, sizeof buf);
+	CHECK_INT(a.bad_bytes, 0);
+	CHECK_INT(a.end_writes, 1);
+	CHECK_INT(a.end_at, sizeof buf);
+	entry_unref(&e);
+}
+
 int
 main(void)
 {
@@ -1261,5 +1378,8 @@ main(void)
 	test_threads_park(0);
 	test_threads_park(1);
 	test_threads_park_failed();
+	test_threads_park_many_chunks(0);
+	test_threads_park_many_chunks(1);
+	test_threads_park_end_handed_back();
 	return check_summary("entry");
 }
