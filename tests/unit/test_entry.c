@@ -1125,6 +1125,22 @@ park_reader_main(void *arg)
 	return NULL;
 }
 
+/* Attach a to e (written for by park_write: hand back on every `every`-th
+ * call, and the `end` call when hand_back_end) and start its owner thread. */
+static void
+start_park_reader(struct park_reader *a, struct entry *e, int every, int hand_back_end,
+                  pthread_t *th)
+{
+	memset(a, 0, sizeof *a);
+	a->e = e;
+	a->p.r = &a->r;
+	a->p.write = park_write;
+	a->every = every;
+	a->hand_back_end = hand_back_end;
+	CHECK_INT(entry_attach(e, &a->r), 0);
+	CHECK_INT(pthread_create(th, NULL, park_reader_main, a), 0);
+}
+
 /* pthread_join, but a reader that never ends is a failure, not a hang. */
 static void
 join_or_fail(pthread_t t, const char *what)
@@ -1174,15 +1190,8 @@ test_threads_park(int transit)
 
 	if (transit)
 		entry_make_transit(e);
-	memset(a, 0, sizeof a);
-	for (int i = 0; i < N_PARKED; i++) {
-		a[i].e = e;
-		a[i].p.r = &a[i].r;
-		a[i].p.write = park_write;
-		a[i].every = i == 0 ? 0 : 3 + i * 4; /* reader 0 is never handed back */
-		CHECK_INT(entry_attach(e, &a[i].r), 0);
-		CHECK_INT(pthread_create(&th[i], NULL, park_reader_main, &a[i]), 0);
-	}
+	for (int i = 0; i < N_PARKED; i++) /* reader 0 is never handed back */
+		start_park_reader(&a[i], e, i == 0 ? 0 : 3 + i * 4, 0, &th[i]);
 	for (int c = 0; c < N_PARK_CHUNKS; c++) {
 		wait_parked(e, N_PARKED);
 		size_t len = chunk_len(c);
@@ -1247,12 +1256,7 @@ test_threads_park_failed(void)
 	pthread_t th;
 	char buf[100];
 
-	memset(&a, 0, sizeof a);
-	a.e = e;
-	a.p.r = &a.r;
-	a.p.write = park_write;
-	CHECK_INT(entry_attach(e, &a.r), 0);
-	CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+	start_park_reader(&a, e, 0, 0, &th);
 	wait_parked(e, 1);
 	fill(buf, 0, sizeof buf);
 	CHECK_INT(entry_append(e, buf, sizeof buf), 0);
@@ -1289,12 +1293,7 @@ test_threads_park_many_chunks(int transit)
 
 		if (transit)
 			entry_make_transit(e);
-		memset(&a, 0, sizeof a);
-		a.e = e;
-		a.p.r = &a.r;
-		a.p.write = park_write;
-		CHECK_INT(entry_attach(e, &a.r), 0);
-		CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+		start_park_reader(&a, e, 0, 0, &th);
 		wait_parked(e, 1);
 		for (int c = 0; c < n; c++) { /* all in one "read": one pump */
 			fill(buf, total, sizeof buf);
@@ -1335,13 +1334,7 @@ test_threads_park_end_handed_back(void)
 	pthread_t th;
 	char buf[100];
 
-	memset(&a, 0, sizeof a);
-	a.e = e;
-	a.p.r = &a.r;
-	a.p.write = park_write;
-	a.hand_back_end = 1;
-	CHECK_INT(entry_attach(e, &a.r), 0);
-	CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+	start_park_reader(&a, e, 0, 1, &th);
 	wait_parked(e, 1);
 	fill(buf, 0, sizeof buf);
 	CHECK_INT(entry_append(e, buf, sizeof buf), 0); /* appended, not pumped */
