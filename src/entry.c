@@ -250,9 +250,9 @@ static int read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, 
 	}
 	while (!has_unread(e, r)) {
 		if (e->state != ENTRY_STREAMING || !wait) {
-			*state = e->state;
+			*state = e->state; /* read once, under the lock */
 			pthread_mutex_unlock(&e->lock);
-			return e->state != ENTRY_STREAMING ? 0 : -1;
+			return *state != ENTRY_STREAMING ? 0 : -1;
 		}
 		pthread_cond_wait(&e->grown, &e->lock);
 	}
