@@ -9,16 +9,15 @@
  */
 #include "corral/deliver.h"
 #include "corral/exchange.h"
+#include "corral/io.h"
 #include "corral/log.h"
 #include "corral/policy.h"
 #include "corral/session.h"
 #include "corral/stats.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -109,23 +108,21 @@ struct parked_reader {
 	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
 	char size_line[20];
 	struct iovec rest[3 + ENTRY_PARK_IOV];
+	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
 	int nrest;
 };
 
-/* Frame v (one chunk when chunked) into out[]; returns the count and the
- * total length in *len. size_line holds the chunk's size line. */
-static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct iovec *out,
-                 size_t *len)
+/* Frame v (as one chunk when chunked) into out[]; returns the count.
+ * size_line holds the chunk's size line. */
+static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct iovec *out)
 {
 	int m = 0;
-	size_t data = 0;
-	for (int i = 0; i < n; i++)
-		data += v[i].iov_len;
-	*len = data;
 	if (chunked) {
+		size_t data = 0;
+		for (int i = 0; i < n; i++)
+			data += v[i].iov_len;
 		int k = snprintf(size_line, 20, "%zx\r\n", data);
 		out[m++] = (struct iovec){ size_line, (size_t)k };
-		*len += (size_t)k + 2;
 	}
 	for (int i = 0; i < n; i++)
 		if (v[i].iov_len > 0)
@@ -138,44 +135,27 @@ static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct
 static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 {
 	struct parked_reader *pr = (struct parked_reader *)p;
-	size_t len = 0;
-	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest, &len) : 0;
-	if (end && pr->chunked) {
+	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest) : 0;
+	if (end && pr->chunked)
 		pr->rest[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
-		len += 5;
-	}
 	pr->ended = end;
-	if (len == 0)
-		return 0;
-	struct msghdr m = { .msg_iov = pr->rest, .msg_iovlen = (size_t)pr->nrest };
-	ssize_t k = sendmsg(pr->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	pr->restv = pr->rest;
+	ssize_t k = io_send_now(pr->fd, &pr->restv, &pr->nrest);
 	if (k < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			pr->failed = 1;
-			pr->nrest = 0;
-			return 1;
-		}
-		k = 0;
+		pr->failed = 1;
+		pr->nrest = 0;
+		return 1;
 	}
 	pr->bytes += (uint64_t)k;
 	stats_add(STAT_bytes_to_clients_total, k); /* live, for long streams */
-	if ((size_t)k == len) {
-		pr->nrest = 0;
+	if (pr->nrest > 0) {
+		/* the socket is full: the owner writes what is left */
+		stats_inc(STAT_cache_pump_handbacks_total);
+		return 1;
+	}
+	if (k > 0)
 		stats_inc(STAT_cache_pumped_writes_total);
-		return 0;
-	}
-	/* the socket is full: keep what is left for the owner */
-	int i = 0;
-	while ((size_t)k >= pr->rest[i].iov_len) {
-		k -= (ssize_t)pr->rest[i].iov_len;
-		i++;
-	}
-	pr->rest[i].iov_base = (char *)pr->rest[i].iov_base + k;
-	pr->rest[i].iov_len -= (size_t)k;
-	memmove(pr->rest, pr->rest + i, (size_t)(pr->nrest - i) * sizeof pr->rest[0]);
-	pr->nrest -= i;
-	stats_inc(STAT_cache_pump_handbacks_total);
-	return 1;
+	return 0;
 }
 
 /* The body as it grows, then detach. Caught up with a streaming entry, the
@@ -189,6 +169,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 	pr.p.write = pump_write;
 	pr.fd = x->s->fd;
 	pr.chunked = d->chunked;
+	pr.restv = pr.rest;
 	pr.failed = pr.ended = pr.nrest = 0;
 	pr.bytes = 0;
 	enum entry_state st;
@@ -198,7 +179,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 	for (;;) {
 		if (pr.nrest > 0) {
 			/* handed back mid-write: finish it first */
-			failed = exchange_writev(x, pr.rest, pr.nrest) < 0;
+			failed = exchange_writev(x, pr.restv, pr.nrest) < 0;
 			pr.nrest = 0;
 		}
 		if (failed || pr.failed) {
@@ -224,9 +205,8 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 		}
 		/* all the chunks in one write (and, chunked, one chunk: one
 		 * write per chunk made a chunked herd twice as slow) */
-		size_t len;
 		char size_line[20];
-		int nc = frame(v, nv, d->chunked, size_line, cv, &len);
+		int nc = frame(v, nv, d->chunked, size_line, cv);
 		failed = exchange_writev(x, cv, nc) < 0;
 	}
 done:
@@ -246,9 +226,8 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 	if (d.st != ENTRY_COMPLETE && !d.no_body)
 		exchange_will_block(); /* the rest of the body is still arriving */
 	if (d.st == ENTRY_COMPLETE && !d.no_body && !d.chunked) {
-		/* a complete entry: the head and the body go out together
-		 * (entry_read_iov does not wait on a complete entry) */
-		nv += entry_read_iov(e, r, v + nv, DELIVER_IOV, &d.st);
+		/* a complete entry: the head and the body go out together */
+		nv += entry_try_read_iov(e, r, v + nv, DELIVER_IOV, &d.st);
 	}
 	d.failed = exchange_writev(x, v, nv) < 0;
 	body(x, e, r, &d);
@@ -257,17 +236,17 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
                       struct delivery *d)
 {
-	struct iovec v[2];
+	struct iovec v[2], *at = v;
 	prepare(x, e, cache_status, 0, d);
-	struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)head_left(e, d, v) };
-	ssize_t n = sendmsg(x->s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n > 0) {
-		d->head_sent = (size_t)n;
-		x->bytes_out += (uint64_t)n;
-		stats_add(STAT_bytes_to_clients_total, n);
-	} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	int nv = head_left(e, d, v);
+	ssize_t n = io_send_now(x->s->fd, &at, &nv);
+	if (n < 0) {
 		d->failed = 1; /* the client went away */
+		return;
 	}
+	d->head_sent = (size_t)n;
+	x->bytes_out += (uint64_t)n;
+	stats_add(STAT_bytes_to_clients_total, n);
 }
 
 void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,

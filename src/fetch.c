@@ -145,8 +145,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
  * 16 KiB; this runs after each pass of its transfer loop (after_read: its
  * progress callback, which libcurl 7.88 calls after every pass; a pass may
  * read more than once while the socket stays readable), and in any case
- * every FETCH_READ_SIZE bytes. Reads take
- * whatever the origin socket holds, up to FETCH_READ_SIZE: one piece as it
+ * every FETCH_READ_SIZE bytes. Reads take whatever the origin socket
+ * holds, up to FETCH_READ_SIZE: one piece as it
  * arrives while the fetch keeps up, more at once when it falls behind, so
  * the writes grow exactly when CPU is short. Measured with bench/fanout.c
  * (1,000 readers, 4 MiB): 16 KiB writes cost ~0.75 s of CPU, 64 KiB ones
@@ -215,8 +215,9 @@ static void fetch_job(void *arg)
 	}
 
 	if (f->e != NULL) {
-		pump(f);
 		if (rc == CURLE_OK) {
+			/* writes what is left for the parked readers, and the
+			 * end with it: one write each, not two */
 			entry_finish(f->e, ENTRY_COMPLETE);
 		} else {
 			/* broke off after the head: readers end truncated, nobody

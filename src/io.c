@@ -36,35 +36,47 @@ int io_wait(int fd, short events, int64_t timeout_ms)
 	}
 }
 
+ssize_t io_send_now(int fd, struct iovec **iovp, int *iovcnt)
+{
+	struct iovec *iov = *iovp;
+	int n = *iovcnt;
+	while (n > 0 && iov->iov_len == 0) {
+		iov++;
+		n--;
+	}
+	ssize_t sent = 0;
+	if (n > 0) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		sent = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sent < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				return -1;
+			sent = 0;
+		}
+	}
+	size_t done = (size_t)sent;
+	while (n > 0 && done >= iov->iov_len) {
+		done -= iov->iov_len;
+		iov++;
+		n--;
+	}
+	if (n > 0) {
+		iov->iov_base = (char *)iov->iov_base + done;
+		iov->iov_len -= done;
+	}
+	*iovp = iov;
+	*iovcnt = n;
+	return sent;
+}
+
 int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
 	while (iovcnt > 0) {
-		if (iov->iov_len == 0) {
-			iov++;
-			iovcnt--;
-			continue;
-		}
-		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-		ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -1;
-			if (io_wait(fd, POLLOUT, timeout_ms) != 1)
-				return -1;
-			continue;
-		}
-		size_t done = (size_t)n;
-		while (iovcnt > 0 && done >= iov->iov_len) {
-			done -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + done;
-			iov->iov_len -= done;
-		}
+		ssize_t n = io_send_now(fd, &iov, &iovcnt);
+		if (n < 0)
+			return -1;
+		if (n == 0 && iovcnt > 0 && io_wait(fd, POLLOUT, timeout_ms) != 1)
+			return -1;
 	}
 	return 0;
 }

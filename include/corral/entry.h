@@ -154,7 +154,10 @@ struct iovec;
 int entry_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
                    enum entry_state *state);
 
-/* Like entry_read_iov, but returns -1 instead of waiting for bytes. */
+/* Like entry_read_iov, but returns -1 instead of waiting for bytes: the
+ * deliverer's read, which parks (entry_park) rather than wait on
+ * entry.grown. entry_read and entry_read_iov, which wait, serve readers
+ * that do not park (the unit tests' threaded readers). */
 int entry_try_read_iov(struct entry *e, struct entry_reader *r, struct iovec *iov, int max,
                        enum entry_state *state);
 

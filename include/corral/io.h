@@ -21,6 +21,12 @@ int io_wait(int fd, short events, int64_t timeout_ms);
  * wait on a peer. Set once at start, before the workers. */
 void io_set_before_block(void (*fn)(void));
 
+/* One sendmsg of iov[0..*iovcnt) that does not wait: returns the bytes
+ * written (0 when the socket is full) or -1 (peer gone, error). What was
+ * written is dropped from the front of the vector: *iovp and *iovcnt then
+ * describe what is left (the iovecs are adjusted in place). */
+ssize_t io_send_now(int fd, struct iovec **iovp, int *iovcnt);
+
 /* Write all of iov, waiting at most timeout_ms for each bit of progress.
  * Returns 0, or -1 (peer gone, error or timeout). */
 int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms);
