@@ -127,14 +127,22 @@ void pool_resize(int min_workers, int max_workers)
 	pthread_mutex_unlock(&pool.lock);
 }
 
-int pool_submit(pool_job_fn *fn, void *arg)
+static struct job *job_new(pool_job_fn *fn, void *arg)
 {
 	struct job *j = malloc(sizeof *j);
+	if (j) {
+		j->fn = fn;
+		j->arg = arg;
+		j->next = NULL;
+	}
+	return j;
+}
+
+int pool_submit(pool_job_fn *fn, void *arg)
+{
+	struct job *j = job_new(fn, arg);
 	if (j == NULL)
 		return -1;
-	j->fn = fn;
-	j->arg = arg;
-	j->next = NULL;
 
 	pthread_mutex_lock(&pool.lock);
 	if (pool.tail)
@@ -152,11 +160,9 @@ int pool_submit(pool_job_fn *fn, void *arg)
 
 int pool_submit_first(pool_job_fn *fn, void *arg)
 {
-	struct job *j = malloc(sizeof *j);
+	struct job *j = job_new(fn, arg);
 	if (j == NULL)
 		return -1;
-	j->fn = fn;
-	j->arg = arg;
 
 	pthread_mutex_lock(&pool.lock);
 	j->next = pool.head;
