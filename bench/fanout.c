@@ -12,8 +12,9 @@
  * connection sleeps on a condvar, is woken per piece and writes what is new,
  * blocking (what corrald did before parked readers). The writer runs on the
  * CPU it was started on (bench.py: CPU 0); a forked receiver on CPU 1 reads
- * every connection with epoll and recv(MSG_TRUNC), like the herd client, and
- * stamps each connection's last byte.
+ * every connection with epoll and recvmsg(MSG_TRUNC), like the herd client,
+ * and stamps each connection's last byte with the kernel's receive timestamp
+ * (SO_TIMESTAMPNS, as herd.c does: it costs the sending CPU a little).
  *
  * Prints "key value" lines: cpu_ms (the writer's utime+stime from the first
  * piece to the last byte written), last_lag_p50_ms / last_lag_p99_ms /
@@ -78,16 +79,37 @@ static int cmp_i64(const void *a, const void *b)
 
 /* The receiver: read every connection to EOF; write each one's last-byte
  * time (CLOCK_MONOTONIC ns) to `out` (shared memory). */
+static int64_t rt_minus_mono; /* CLOCK_REALTIME - CLOCK_MONOTONIC, for kernel timestamps */
+
+/* The kernel's receive timestamp of what msg read, as herd.c takes it (so the
+ * receiving side costs the sender what the herd client's does), or now. */
+static int64_t arrival(struct msghdr *msg)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+			return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - rt_minus_mono;
+		}
+	}
+	return now_ns();
+}
+
 static void receive(const struct sockaddr_in *addr, int64_t *out)
 {
-	int ep = epoll_create1(0), left = nconn;
+	int ep = epoll_create1(0), left = nconn, one = 1;
 	if (ep < 0)
 		die("epoll_create1");
+	struct timespec rt, mono;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	rt_minus_mono = ((int64_t)rt.tv_sec - mono.tv_sec) * 1000000000 + (rt.tv_nsec - mono.tv_nsec);
 	for (int i = 0; i < nconn; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (fd < 0 || connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0)
 			die("connect");
 		fcntl(fd, F_SETFL, O_NONBLOCK);
+		setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
 		struct epoll_event ev = { .events = EPOLLIN };
 		ev.data.u64 = ((uint64_t)(uint32_t)fd << 32) | (uint32_t)i;
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -99,9 +121,17 @@ static void receive(const struct sockaddr_in *addr, int64_t *out)
 		for (int j = 0; j < k; j++) {
 			int fd = (int)(evs[j].data.u64 >> 32), i = (int)(uint32_t)evs[j].data.u64;
 			for (;;) {
-				ssize_t r = recv(fd, NULL, 1u << 30, MSG_TRUNC | MSG_DONTWAIT);
+				union {
+					char buf[CMSG_SPACE(sizeof(struct timespec))];
+					struct cmsghdr align;
+				} ctrl;
+				struct iovec iov = { NULL, 1u << 30 };
+				struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				                      .msg_control = ctrl.buf,
+				                      .msg_controllen = sizeof ctrl.buf };
+				ssize_t r = recvmsg(fd, &msg, MSG_TRUNC | MSG_DONTWAIT);
 				if (r > 0) {
-					out[i] = now_ns();
+					out[i] = arrival(&msg);
 					continue;
 				}
 				if (r == 0) {
