@@ -77,8 +77,6 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The receiver: read every connection to EOF; write each one's last-byte
- * time (CLOCK_MONOTONIC ns) to `out` (shared memory). */
 static int64_t rt_minus_mono; /* CLOCK_REALTIME - CLOCK_MONOTONIC, for kernel timestamps */
 
 /* The kernel's receive timestamp of what msg read, as herd.c takes it (so the
@@ -95,6 +93,8 @@ static int64_t arrival(struct msghdr *msg)
 	return now_ns();
 }
 
+/* The receiver: read every connection to EOF; write each one's last-byte
+ * time (CLOCK_MONOTONIC ns) to `out` (shared memory). */
 static void receive(const struct sockaddr_in *addr, int64_t *out)
 {
 	int ep = epoll_create1(0), left = nconn, one = 1;
