@@ -12,7 +12,6 @@
 #include "corral/io.h"
 #include "corral/log.h"
 #include "corral/policy.h"
-#include "corral/sendbatch.h"
 #include "corral/session.h"
 #include "corral/stats.h"
 
@@ -108,7 +107,6 @@ struct parked_reader {
 	int ended;                /* the body's end is written (or in rest) */
 	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
 	char size_line[20];
-	struct sendbatch_item send; /* the write queued on the fetch's thread */
 	struct iovec rest[3 + ENTRY_PARK_IOV];
 	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
 	int nrest;
@@ -134,10 +132,15 @@ static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct
 	return m;
 }
 
-/* What a pumped write of k bytes (-1: failed) leaves: 0 when all of it went
- * out, 1 to hand the reader back (the rest, or the failure, is its own). */
-static int pumped(struct parked_reader *pr, ssize_t k)
+static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 {
+	struct parked_reader *pr = (struct parked_reader *)p;
+	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest) : 0;
+	if (end && pr->chunked)
+		pr->rest[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
+	pr->ended = end;
+	pr->restv = pr->rest;
+	ssize_t k = io_send_now(pr->fd, &pr->restv, &pr->nrest);
 	if (k < 0) {
 		pr->failed = 1;
 		pr->nrest = 0;
@@ -155,33 +158,6 @@ static int pumped(struct parked_reader *pr, ssize_t k)
 	return 0;
 }
 
-/* The pump's writer: frame the bytes and queue them on the fetch's thread's
- * io_uring (all the readers' writes go in one submit: pump_written), or,
- * with no ring, send them at once. */
-static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
-{
-	struct parked_reader *pr = (struct parked_reader *)p;
-	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest) : 0;
-	if (end && pr->chunked)
-		pr->rest[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
-	pr->ended = end;
-	pr->restv = pr->rest;
-	if (pr->nrest > 0 && sendbatch_queue(&pr->send, pr->fd, pr->restv, pr->nrest) == 0) {
-		stats_inc(STAT_cache_pumped_writes_batched_total);
-		return ENTRY_WRITE_QUEUED;
-	}
-	return pumped(pr, io_send_now(pr->fd, &pr->restv, &pr->nrest));
-}
-
-static int pump_written(struct entry_parked *p)
-{
-	struct parked_reader *pr = (struct parked_reader *)p;
-	ssize_t k = pr->send.result;
-	if (k > 0)
-		io_advance(&pr->restv, &pr->nrest, (size_t)k);
-	return pumped(pr, k);
-}
-
 /* The body as it grows, then detach. Caught up with a streaming entry, the
  * reader parks and the fetch's thread writes for it (entry_park). */
 static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d)
@@ -191,8 +167,6 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 	struct parked_reader pr; /* 2 KiB: not zeroed on every hit */
 	pr.p.r = r;
 	pr.p.write = pump_write;
-	pr.p.flush = sendbatch_submit;
-	pr.p.written = pump_written;
 	pr.fd = x->s->fd;
 	pr.chunked = d->chunked;
 	pr.restv = pr.rest;

@@ -34,7 +34,6 @@
 	X(cache_herd_heads_total, "of those, requests whose response head the fetch sent the moment it had one") \
 	X(cache_pumped_writes_total, "body writes the fetch's thread made for readers parked on a body still arriving") \
 	X(cache_pump_handbacks_total, "parked readers handed back to their own thread: the client's socket was full") \
-	X(cache_pumped_writes_batched_total, "of the fetch's writes for parked readers, those queued on io_uring and submitted together") \
 	X(cache_fetches_total, "upstream fetches run by the cache") \
 	X(cache_fetch_failures_total, "cache fetches that failed before the response head") \
 	X(cache_fetch_aborts_total, "cache fetches that broke off after the response head") \

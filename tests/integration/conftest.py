@@ -50,10 +50,9 @@ PROXY_ENV_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
 def clean_env():
     """os.environ without proxy settings (curl and libcurl would obey them) and
     without NOTIFY_SOCKET (a test runner under systemd must not be told READY
-    by every corrald; the notify tests set their own), and without
-    CORRAL_NO_IO_URING (the tests of the pump's writes set it themselves)."""
+    by every corrald; the notify tests set their own)."""
     env = dict(os.environ)
-    for k in PROXY_ENV_VARS + ("NOTIFY_SOCKET", "CORRAL_NO_IO_URING"):
+    for k in PROXY_ENV_VARS + ("NOTIFY_SOCKET",):
         env.pop(k, None)
     return env
 

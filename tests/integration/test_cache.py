@@ -35,7 +35,6 @@ metrics.
 """
 
 import collections
-import os
 import selectors
 import socket
 import struct
@@ -125,42 +124,6 @@ def metrics_of(c, *names):
 def wait_metric(c, name, pred, what=None, timeout=10):
     return wait_for(lambda: pred(metric(c, name)), timeout,
                     what or "corral_%s to satisfy the condition" % name)
-
-
-def have_io_uring():
-    """Whether this process may make an io_uring (io_uring_setup, syscall 425
-    on every Linux architecture): where it may not (kernel.io_uring_disabled,
-    a seccomp filter), corrald sends each pumped write with sendmsg."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    params = ctypes.create_string_buffer(120)  # struct io_uring_params, zeroed
-    fd = libc.syscall(425, 4, params)
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
-
-
-# The fetch's writes for parked readers: queued on io_uring and submitted
-# together, or (CORRAL_NO_IO_URING, or no io_uring here) one sendmsg each.
-SENDS = ["io_uring", "sendmsg"]
-
-
-def corral_sending(corral, sends, extra_ini=""):
-    """corrald whose pump sends the given way (SENDS)."""
-    if sends == "io_uring" and not have_io_uring():
-        pytest.skip("no io_uring for this process (the sendmsg case still runs)")
-    return corral(extra_ini, env={"CORRAL_NO_IO_URING": "1"} if sends == "sendmsg" else None)
-
-
-def assert_sent_as(c, sends):
-    """The pump's writes went out the way asked for."""
-    m = metrics_of(c, "cache_pumped_writes_total", "cache_pumped_writes_batched_total")
-    if sends == "io_uring":
-        assert m["cache_pumped_writes_batched_total"] >= 1, m
-    else:
-        assert m["cache_pumped_writes_batched_total"] == 0, m
-    assert m["cache_pumped_writes_total"] >= 1, m
 
 
 def wait_parked(c, waiters, requests, timeout=10):
@@ -564,14 +527,13 @@ def test_herd_on_cold_url_makes_one_fetch(corral, origin, framing):
 
 
 @pytest.mark.concurrency
-@pytest.mark.parametrize("sends", SENDS)
 @pytest.mark.parametrize("framing", FRAMINGS)
-def test_waiters_stream_the_body_as_it_arrives(corral, origin, framing, sends):
+def test_waiters_stream_the_body_as_it_arrives(corral, origin, framing):
     n = HERD
     go, part_sent, finish = threading.Event(), threading.Event(), threading.Event()
     origin.route("/stream", o.staged(BODY, CACHEABLE, framing, before_head=go, split=HALF,
                                      after_part=part_sent, before_rest=finish))
-    c = corral_sending(corral, sends)
+    c = corral()
     first, rest = start_herd(c, origin, "/stream", n)
     go.set()
     assert part_sent.wait(TIMEOUT)
@@ -601,13 +563,11 @@ def test_waiters_stream_the_body_as_it_arrives(corral, origin, framing, sends):
                    "cache_pump_handbacks_total")
     assert m["cache_readers_parked"] == 0, m
     assert m["cache_pumped_writes_total"] + m["cache_pump_handbacks_total"] >= n, m
-    assert_sent_as(c, sends)
 
 
 @pytest.mark.concurrency
-@pytest.mark.parametrize("sends", SENDS)
 @pytest.mark.parametrize("framing", FRAMINGS)
-def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing, sends):
+def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing):
     # The fetch's thread writes for the readers parked on a body still
     # arriving, without blocking. A client that reads nothing fills its
     # socket: it is handed back to its own thread in the middle of a write,
@@ -618,7 +578,7 @@ def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing
     go, head_sent, finish = threading.Event(), threading.Event(), threading.Event()
     origin.route("/full", o.staged(body, CACHEABLE, framing, before_head=go,
                                    after_part=head_sent, before_rest=finish))
-    c = corral_sending(corral, sends)
+    c = corral()
     data = herd_request(origin, "/full")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as slow:
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -649,13 +609,11 @@ def test_parked_reader_with_a_full_socket_is_handed_back(corral, origin, framing
         assert p.framing == framing, p
     assert origin.count("/full") == 1
     assert metric(c, "cache_readers_parked") == 0
-    assert_sent_as(c, sends)
 
 
 @pytest.mark.concurrency
-@pytest.mark.parametrize("sends", SENDS)
 @pytest.mark.parametrize("stored", [True, False], ids=["stored", "transit"])
-def test_parked_readers_of_many_small_chunks(corral, origin, stored, sends):
+def test_parked_readers_of_many_small_chunks(corral, origin, stored):
     # An origin sending 1 KiB chunks: one read from it holds hundreds, more
     # than the fetch's thread hands a parked reader at once. Such readers
     # catch up on their own threads, and the body's end (the last chunk)
@@ -667,7 +625,7 @@ def test_parked_readers_of_many_small_chunks(corral, origin, stored, sends):
     origin.route("/small", o.staged(body, CACHEABLE, "chunked", before_head=go,
                                     after_part=head_sent, before_rest=finish,
                                     chunk_size=1024))
-    c = corral_sending(corral, sends, "" if stored else "[cache]\nmax_object = 64K\n")
+    c = corral("" if stored else "[cache]\nmax_object = 64K\n")
     first, rest = start_herd(c, origin, "/small", n, expected=body)
     go.set()
     assert head_sent.wait(TIMEOUT)
@@ -679,7 +637,6 @@ def test_parked_readers_of_many_small_chunks(corral, origin, stored, sends):
     assert not extra, "bytes after the last chunk, or not chunked: %r" % extra[:3]
     assert origin.count("/small") == 1
     assert metric(c, "cache_readers_parked") == 0
-    assert_sent_as(c, sends)
     # stored: the next request is a hit; transit: nothing was kept
     r = get(c, origin, "/small")
     assert r.status == 200 and r.body == body
