@@ -314,8 +314,6 @@ static void release_parked(struct entry *e, struct entry_parked *p)
 /* Hand every parked reader its new bytes and call its writer (`end`: they
  * are the last); release those handed back, those with more than one
  * hand-out's worth of chunks to catch up on, or all of them when `end`.
- * Writers that queue (deliver.c's, on io_uring: sendbatch.h) are flushed
- * once, after every writer has been called, and then asked what went out.
  *
  * The list stays in place while the writers run with no lock: readers that
  * park meanwhile go in front of `first` (the next pump's), and only this
@@ -343,29 +341,10 @@ static void pump(struct entry *e, int end)
 	pthread_mutex_unlock(&e->lock);
 	if (first == NULL)
 		return;
-	void (*flushed)(void) = NULL;
-	int queued = 0;
 	for (p = first; p; p = p->next) {
-		p->queued = 0;
-		if (p->nv == 0 && !end)
-			continue;
-		int rc = p->write(p, p->v, p->nv, end && !p->more);
-		if (rc == ENTRY_WRITE_QUEUED) {
-			p->queued = 1;
-			queued = 1;
-		} else if (rc != 0 || p->more) {
-			p->handed_back_next = handed_back;
-			handed_back = p;
-		}
-	}
-	for (p = first; queued && p; p = p->next) {
-		if (!p->queued)
-			continue;
-		if (p->flush != flushed) { /* the first queued reader sends them all */
-			p->flush();
-			flushed = p->flush;
-		}
-		if (p->written(p) != 0 || p->more) {
+		int handed_back_now = (p->nv > 0 || end) &&
+		                      p->write(p, p->v, p->nv, end && !p->more) != 0;
+		if (handed_back_now || p->more) {
 			p->handed_back_next = handed_back;
 			handed_back = p;
 		}

@@ -58,25 +58,15 @@ struct entry_reader {
 /* A reader caught up with a streaming entry, parked until the fetch's
  * thread has written the next bytes for it (entry_park, entry_pump). */
 #define ENTRY_PARK_IOV 64
-#define ENTRY_WRITE_QUEUED 2
 struct entry_parked {
 	struct entry_reader *r;
 	/* The owner's writer, called on the fetch's thread with no lock held:
 	 * by entry_pump with the new bytes, and by entry_finish (COMPLETE) with
 	 * the last ones, maybe none, and `end` set (the writer may end the
-	 * response). Returns 0 when all of it went out, ENTRY_WRITE_QUEUED when
-	 * it queued the write (below), or anything else to hand the reader
-	 * back: its owner then finishes that write itself (the chunks of v stay
-	 * until its next read). */
+	 * response). Returns 0 when all of it went out, or nonzero to hand the
+	 * reader back: its owner then finishes that write itself (the chunks
+	 * of v stay until its next read). */
 	int (*write)(struct entry_parked *p, struct iovec *v, int n, int end);
-	/* For writers that queue: once every parked reader's write has been
-	 * called, the pump calls `flush` (which sends everything queued on
-	 * this thread: calling it again with nothing queued does nothing), then
-	 * `written` of each queued reader, which answers as `write` would have
-	 * (0: all went out; else hand it back). Unused by writers that never
-	 * return ENTRY_WRITE_QUEUED. */
-	void (*flush)(void);
-	int (*written)(struct entry_parked *p);
 	/* under e->lock; `next` of a parked reader is also read by the
 	 * pump's thread without it (only that thread takes readers off) */
 	struct entry_parked *prev, *next; /* e->parked */
@@ -86,7 +76,6 @@ struct entry_parked {
 	struct iovec v[ENTRY_PARK_IOV];
 	int nv;
 	int more;                      /* chunks beyond v: catch up on its own */
-	int queued;                    /* write returned ENTRY_WRITE_QUEUED */
 	struct entry_parked *handed_back_next;
 };
 

@@ -1032,17 +1032,7 @@ struct park_reader {
 	long end_writes;         /* the response's end "written", by either side */
 	uint64_t end_at;         /* total when it was */
 	enum entry_state end;
-	/* a queuing writer (like deliver.c's on io_uring): the write is made at
-	 * the pump's flush, and `written` answers for it */
-	int queue;
-	struct iovec *qv;
-	int qn, qend, qrc, flushed;
-	struct park_reader *qnext;
 };
-
-/* the queuing writers' queue and flushes: the pump's thread only */
-static struct park_reader *park_queue;
-static long park_flushes, park_written_unflushed;
 
 /* The response's end goes out: it must be once, after every byte. */
 static void
@@ -1063,8 +1053,10 @@ park_take(struct park_reader *a, const char *p, size_t n)
 }
 
 static int
-park_write_now(struct park_reader *a, struct iovec *v, int n, int end)
+park_write(struct entry_parked *p, struct iovec *v, int n, int end)
 {
+	struct park_reader *a = (struct park_reader *)p;
+	a->calls++;
 	a->ends += end;
 	int i = 0;
 	if (end && a->hand_back_end) {
@@ -1095,42 +1087,6 @@ park_write_now(struct park_reader *a, struct iovec *v, int n, int end)
 	if (end)
 		park_end(a);
 	return 0;
-}
-
-static int
-park_write(struct entry_parked *p, struct iovec *v, int n, int end)
-{
-	struct park_reader *a = (struct park_reader *)p;
-	a->calls++;
-	if (!a->queue)
-		return park_write_now(a, v, n, end);
-	a->qv = v; /* p->v: the pump keeps it until `written` */
-	a->qn = n;
-	a->qend = end;
-	a->flushed = 0;
-	a->qnext = park_queue;
-	park_queue = a;
-	return ENTRY_WRITE_QUEUED;
-}
-
-static void
-park_flush(void)
-{
-	park_flushes++;
-	for (struct park_reader *a = park_queue; a; a = a->qnext) {
-		a->qrc = park_write_now(a, a->qv, a->qn, a->qend);
-		a->flushed = 1;
-	}
-	park_queue = NULL;
-}
-
-static int
-park_written(struct entry_parked *p)
-{
-	struct park_reader *a = (struct park_reader *)p;
-	if (!a->flushed)
-		park_written_unflushed++;
-	return a->qrc;
 }
 
 /* deliver.c's loop: read what is there, park when caught up, finish what
@@ -1179,8 +1135,6 @@ start_park_reader(struct park_reader *a, struct entry *e, int every, int hand_ba
 	a->e = e;
 	a->p.r = &a->r;
 	a->p.write = park_write;
-	a->p.flush = park_flush;
-	a->p.written = park_written;
 	a->every = every;
 	a->hand_back_end = hand_back_end;
 	CHECK_INT(entry_attach(e, &a->r), 0);
@@ -1226,7 +1180,7 @@ wait_parked(struct entry *e, int n)
  * all bytes arrive once and in order, the end is written once with the
  * last call, and a transit entry still frees what the readers passed. */
 static void
-test_threads_park(int transit, int queue)
+test_threads_park(int transit)
 {
 	struct entry *e = entry_new();
 	struct park_reader a[N_PARKED];
@@ -1236,11 +1190,8 @@ test_threads_park(int transit, int queue)
 
 	if (transit)
 		entry_make_transit(e);
-	park_flushes = park_written_unflushed = 0;
-	for (int i = 0; i < N_PARKED; i++) { /* reader 0 is never handed back */
+	for (int i = 0; i < N_PARKED; i++) /* reader 0 is never handed back */
 		start_park_reader(&a[i], e, i == 0 ? 0 : 3 + i * 4, 0, &th[i]);
-		a[i].queue = queue && i % 2 == 0; /* queue: half queue, half write */
-	}
 	for (int c = 0; c < N_PARK_CHUNKS; c++) {
 		wait_parked(e, N_PARKED);
 		size_t len = chunk_len(c);
@@ -1281,10 +1232,6 @@ test_threads_park(int transit, int queue)
 			CHECK(r->pumped_bytes < (long)total);
 		}
 	}
-	/* one flush per pump (all of them had queued writes), each before the
-	 * pump asked what went out */
-	CHECK_INT(park_flushes, queue ? N_PARK_CHUNKS + 1 : 0);
-	CHECK_INT(park_written_unflushed, 0);
 	struct sample s = sample(e);
 	CHECK_INT(s.nreaders, 0);
 	CHECK(e->parked == NULL);
@@ -1378,18 +1325,16 @@ test_threads_park_many_chunks(int transit)
 }
 
 /* The last call (`end`) handed back untaken: the owner writes the rest and
- * the end, once (queue: handed back by `written`, after the flush). */
+ * the end, once. */
 static void
-test_threads_park_end_handed_back(int queue)
+test_threads_park_end_handed_back(void)
 {
 	struct entry *e = entry_new();
 	struct park_reader a;
 	pthread_t th;
 	char buf[100];
 
-	park_flushes = park_written_unflushed = 0;
 	start_park_reader(&a, e, 0, 1, &th);
-	a.queue = queue;
 	wait_parked(e, 1);
 	fill(buf, 0, sizeof buf);
 	CHECK_INT(entry_append(e, buf, sizeof buf), 0); /* appended, not pumped */
@@ -1403,8 +1348,6 @@ test_threads_park_end_handed_back(int queue)
 	CHECK_INT(a.bad_bytes, 0);
 	CHECK_INT(a.end_writes, 1);
 	CHECK_INT(a.end_at, sizeof buf);
-	CHECK_INT(park_flushes, queue);
-	CHECK_INT(park_written_unflushed, 0);
 	entry_unref(&e);
 }
 
@@ -1425,14 +1368,11 @@ main(void)
 	test_threads_detach();
 	test_threads_last_reader_leaves();
 	test_threads_refs();
-	test_threads_park(0, 0);
-	test_threads_park(1, 0);
-	test_threads_park(0, 1);
-	test_threads_park(1, 1);
+	test_threads_park(0);
+	test_threads_park(1);
 	test_threads_park_failed();
 	test_threads_park_many_chunks(0);
 	test_threads_park_many_chunks(1);
-	test_threads_park_end_handed_back(0);
-	test_threads_park_end_handed_back(1);
+	test_threads_park_end_handed_back();
 	return check_summary("entry");
 }
