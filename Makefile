@@ -12,7 +12,7 @@
 
 SHELL       := /bin/bash
 CC          ?= cc
-PKGS        := libevent libevent_pthreads libevent_extra libcurl inih libsystemd liburing
+PKGS        := libevent libevent_pthreads libevent_extra libcurl inih libsystemd
 LLHTTP_SRC  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 PREFIX      ?= /usr/local
