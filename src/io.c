@@ -54,16 +54,7 @@ ssize_t io_send_now(int fd, struct iovec **iovp, int *iovcnt)
 			sent = 0;
 		}
 	}
-	*iovp = iov;
-	*iovcnt = n;
-	io_advance(iovp, iovcnt, (size_t)sent);
-	return sent;
-}
-
-void io_advance(struct iovec **iovp, int *iovcnt, size_t done)
-{
-	struct iovec *iov = *iovp;
-	int n = *iovcnt;
+	size_t done = (size_t)sent;
 	while (n > 0 && done >= iov->iov_len) {
 		done -= iov->iov_len;
 		iov++;
@@ -75,6 +66,7 @@ void io_advance(struct iovec **iovp, int *iovcnt, size_t done)
 	}
 	*iovp = iov;
 	*iovcnt = n;
+	return sent;
 }
 
 int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)

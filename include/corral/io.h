@@ -27,10 +27,6 @@ void io_set_before_block(void (*fn)(void));
  * describe what is left (the iovecs are adjusted in place). */
 ssize_t io_send_now(int fd, struct iovec **iovp, int *iovcnt);
 
-/* Drop `done` bytes from the front of iov[0..*iovcnt) as io_send_now does
- * (for a send made some other way, sendbatch.h). */
-void io_advance(struct iovec **iovp, int *iovcnt, size_t done);
-
 /* Write all of iov, waiting at most timeout_ms for each bit of progress.
  * Returns 0, or -1 (peer gone, error or timeout). */
 int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms);
