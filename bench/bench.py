@@ -733,8 +733,8 @@ def scenario_herd(systems, origin, results):
                         fmt(r.get("ttlb_p50_ms")), fmt(r.get("ttlb_p99_ms")),
                         fmt(r.get("first_lag_p99_ms")), fmt(r.get("last_lag_p99_ms"))))
                 time.sleep(1)
-        for mode in ("one", "threads"):
-            r = fanout_once(mode)
+        for mode in ("one", "threads", "http"):
+            r = fanout_http_once() if mode == "http" else fanout_once(mode)
             runs.setdefault(("fanout", mode), []).append(r)
             log("herd floor model %s round %d: cpu %s ms, last byte lag p50/p99 %s/%s ms" % (
                 mode, rnd + 1, fmt(r.get("cpu_ms")), fmt(r.get("last_lag_p50_ms")),
@@ -754,6 +754,37 @@ def fanout_once(mode):
     if r.returncode != 0:
         raise RuntimeError("fanout failed: %s %s" % (r.stdout, r.stderr))
     return parse_kv(r.stdout)
+
+
+def fanout_http_once():
+    """bench/fanout.c -l: the floor writer of mode `one` answering the herd
+    client itself over HTTP (a head, then the paced body), so that the floor
+    is measured by the client that measures corral: its kernel-stamped last
+    bytes against the moment the last piece was written."""
+    sample_load()
+    port = free_port()
+    p = subprocess.Popen(["taskset", "-c", SERVER_CPU, os.path.join(BIN, "fanout"), "-m", "one",
+                          "-n", str(HERD_CLIENTS), "-s", str(HERD_BYTES), "-l", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        if p.stdout.readline().strip() != "listening":  # EOF if it died
+            raise RuntimeError("fanout -l did not start: %s" % p.stderr.read())
+        r = subprocess.run(herd_client(port, "/floor", "127.0.0.1:%d" % port, HERD_CLIENTS,
+                                       expect=HERD_BYTES, timeout=60),
+                           capture_output=True, text=True, timeout=120)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    h, f = parse_kv(r.stdout), parse_kv(out)
+    if p.returncode != 0 or h.get("failed", 1) != 0 or "last_piece_ns" not in f:
+        raise RuntimeError("fanout -l with the herd client failed: %s %s %s %s" % (
+            out, err, r.stdout, r.stderr))
+    return {"cpu_ms": f["cpu_ms"],
+            "last_lag_p50_ms": (h["last_abs_p50_ns"] - f["last_piece_ns"]) / 1e6,
+            "last_lag_p99_ms": (h["last_abs_p99_ns"] - f["last_piece_ns"]) / 1e6}
 
 
 def scenario_idle(origin, results):
@@ -1123,12 +1154,14 @@ def report(results, info):
         w("")
         if hd.get("fanout/one"):
             w("The floor under the last byte, measured in the same rounds (`bench/fanout.c`: the same "
-              "4 MiB in 64 pieces over 500 ms written to %d loopback connections on CPU 0, read on "
-              "CPU 1 like the herd client does; no proxy, no HTTP, no origin):" % HERD_CLIENTS)
+              "4 MiB in 64 pieces over 500 ms written to %d loopback connections on CPU 0 and read on "
+              "CPU 1, by a forked reader that reads like the herd client, or by the herd client itself "
+              "over HTTP; no proxy, no origin):" % HERD_CLIENTS)
             w("")
             w("| writer | CPU ms (per round) | last byte − last piece, p50 / p99 ms |")
             w("|---|--:|--:|")
             for mode, label in (("one", "one thread, MSG_DONTWAIT (corral's parked readers)"),
+                                ("http", "the same, read by the herd client (HTTP): corral's floor"),
                                 ("threads", "a thread per connection, woken per piece (corral before)")):
                 rs = hd.get("fanout/" + mode, [])
                 if rs:

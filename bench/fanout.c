@@ -3,7 +3,7 @@
  * one body arriving in paced pieces to N loopback connections, with no proxy,
  * no HTTP and no origin, and how late the last byte then is.
  *
- *   fanout -m one|threads [-n 1000] [-p 64] [-s 4194304] [-t 500]
+ *   fanout -m one|threads [-n 1000] [-p 64] [-s 4194304] [-t 500] [-l port]
  *
  * The body (-s bytes) "arrives" in -p equal pieces spread over -t ms, like the
  * bench origin's herd response. Mode `one`: one thread writes each piece to
@@ -20,6 +20,15 @@
  * piece to the last byte written), last_lag_p50_ms / last_lag_p99_ms /
  * last_lag_max_ms (each connection's last byte received, minus the moment
  * the last piece arrived).
+ *
+ * With -l PORT there is no forked receiver: fanout prints "listening", takes
+ * N connections on 127.0.0.1:PORT from an HTTP client (bench.py runs the herd
+ * client itself), reads each one's request, answers a head with the body's
+ * Content-Length, and 500 ms later (the herd origin's gap between head and
+ * body) writes the body as above. It then prints cpu_ms and last_piece_ns
+ * (CLOCK_MONOTONIC), for the client's own last-byte times: the floor seen by
+ * the very client that measures corral, whose reading costs the sending CPU
+ * more than the forked receiver's (bench/README.md).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -182,6 +191,22 @@ static void write_round(size_t *pos, size_t to, int all)
 	}
 }
 
+/* -l: read one request head from fd and answer the response's head. */
+static void answer_head(int fd)
+{
+	char req[4096], head[128];
+	size_t got = 0;
+	while (got < 4 || memmem(req, got, "\r\n\r\n", 4) == NULL) {
+		ssize_t r = recv(fd, req + got, sizeof req - got, 0);
+		if (r <= 0)
+			die("recv (the request)");
+		got += (size_t)r;
+	}
+	int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", body_size);
+	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
+		die("send (the head)");
+}
+
 static double cpu_ms(void)
 {
 	struct rusage ru;
@@ -193,17 +218,18 @@ static double cpu_ms(void)
 int main(int argc, char **argv)
 {
 	const char *mode = "one";
-	int opt;
-	while ((opt = getopt(argc, argv, "m:n:p:s:t:")) != -1) {
+	int opt, http_port = 0;
+	while ((opt = getopt(argc, argv, "m:n:p:s:t:l:")) != -1) {
 		switch (opt) {
 		case 'm': mode = optarg; break;
 		case 'n': nconn = atoi(optarg); break;
 		case 'p': pieces = atoi(optarg); break;
 		case 's': body_size = strtoull(optarg, NULL, 10); break;
 		case 't': window_ms = atoi(optarg); break;
+		case 'l': http_port = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: fanout -m one|threads [-n conns] [-p pieces] "
-			        "[-s bytes] [-t ms]\n");
+			        "[-s bytes] [-t ms] [-l port]\n");
 			return 2;
 		}
 	}
@@ -215,7 +241,8 @@ int main(int argc, char **argv)
 	int sender_cpu = sched_getcpu();
 
 	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                            .sin_port = htons((uint16_t)http_port) };
 	socklen_t alen = sizeof addr;
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
@@ -226,7 +253,11 @@ int main(int argc, char **argv)
 	                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (last == MAP_FAILED)
 		die("mmap");
-	pid_t child = fork();
+	if (http_port) {
+		printf("listening\n");
+		fflush(stdout);
+	}
+	pid_t child = http_port ? 1 : fork();
 	if (child < 0)
 		die("fork");
 	if (child == 0) {
@@ -247,6 +278,12 @@ int main(int argc, char **argv)
 		if (fds[i] < 0)
 			die("accept");
 		setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (http_port)
+			answer_head(fds[i]);
+	}
+	if (http_port) { /* the origin's gap between head and body */
+		struct timespec gap = { 0, 500000000 };
+		nanosleep(&gap, NULL);
 	}
 	for (int i = 0; threads && i < nconn; i++)
 		if (pthread_create(&th[i], NULL, conn_thread, (void *)(intptr_t)i) != 0)
@@ -278,6 +315,11 @@ int main(int argc, char **argv)
 	double c1 = cpu_ms();
 	for (int i = 0; i < nconn; i++)
 		close(fds[i]);
+	if (http_port) {
+		printf("mode %s\nconns %d\ncpu_ms %.1f\nlast_piece_ns %lld\n", mode, nconn, c1 - c0,
+		       (long long)arrived);
+		return 0;
+	}
 	int status;
 	if (waitpid(child, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "fanout: the receiver failed\n");
