@@ -1294,11 +1294,15 @@ def profiles_section(results, bars, origin):
                              "(%d connections)" % (dict(SIZES)[size], DUR, HIT_CONNS), flat, sysl, cnt,
                              res["requests"] if res else 0, "request")
             if "herd" in missed:
+                # the framing whose bar was missed (Content-Length if both)
+                cl_missed = any(not b[1] and "(Content-Length)" in b[0] for b in bars)
+                variant, vlabel = ("cl", "Content-Length") if cl_missed else ("chunked", "chunked")
                 path_tag = "%x" % int(time.time())
                 flat, sysl, cnt, res = perf_profile(s.main_pid(), 8, "herd",
-                                                    lambda: herd_once(s, "cl", "profile-" + path_tag, 9))
-                emit_profile(w, L, "Herd (Content-Length): `perf record -g -e cpu-clock` on corrald during "
-                             "one herd of %d clients" % HERD_CLIENTS, flat, sysl, cnt, HERD_CLIENTS, "client")
+                                                    lambda: herd_once(s, variant, "profile-" + path_tag, 9))
+                emit_profile(w, L, "Herd (%s): `perf record -g -e cpu-clock` on corrald during "
+                             "one herd of %d clients" % (vlabel, HERD_CLIENTS), flat, sysl, cnt,
+                             HERD_CLIENTS, "client")
         finally:
             s.stop()
     ins = results.get("instr", {}).get("corral", {})
