@@ -773,7 +773,11 @@ def fanout_http_once():
         r = subprocess.run(herd_client(port, "/floor", "127.0.0.1:%d" % port, HERD_CLIENTS,
                                        expect=HERD_BYTES, timeout=60),
                            capture_output=True, text=True, timeout=120)
-        out, err = p.communicate(timeout=60)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("fanout -l still running 60 s after the herd client ended "
+                               "(not every connection came?): %s %s" % (r.stdout, r.stderr))
     finally:
         if p.poll() is None:
             p.kill()
