@@ -59,7 +59,7 @@ void entry_unref(struct entry **ep)
 	free(e);
 }
 
-static void release_parked(struct entry *e, struct entry_parked *p);
+static void release_parked(struct entry_parked *p);
 static void pump(struct entry *e, int end);
 
 /* Free leading chunks that every reader has moved past. Caller holds lock. */
@@ -68,7 +68,8 @@ static void do_transit_free(struct entry *e)
 	int freed = 0;
 	while (e->first && e->first != e->last) {
 		struct chunk *c = e->first;
-		for (struct entry_reader *r = e->readers; r; r = r->next)
+		struct entry_reader *r;
+		LIST_FOREACH(r, &e->readers, link)
 			if (r->cur == NULL || r->cur == c || r->hold == c)
 				goto out;
 		e->first = c->next;
@@ -121,8 +122,8 @@ void entry_finish(struct entry *e, enum entry_state final)
 	final = e->state;
 	pthread_cond_broadcast(&e->grown);
 	if (final == ENTRY_FAILED) {
-		while (e->parked) /* they end their responses cut short */
-			release_parked(e, e->parked);
+		while (!LIST_EMPTY(&e->parked)) /* they end their responses cut short */
+			release_parked(LIST_FIRST(&e->parked));
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (final == ENTRY_COMPLETE)
@@ -147,11 +148,7 @@ int entry_attach(struct entry *e, struct entry_reader *r)
 		return -1;
 	}
 	r->attached = 1;
-	r->prev = NULL;
-	r->next = e->readers;
-	if (e->readers)
-		e->readers->prev = r;
-	e->readers = r;
+	LIST_INSERT_HEAD(&e->readers, r, link);
 	e->nreaders++;
 	pthread_mutex_unlock(&e->lock);
 	return 0;
@@ -167,12 +164,7 @@ void entry_detach(struct entry *e, struct entry_reader *r)
 	r->attached = 0;
 	/* O(1): a herd of 1,000 readers leaving one by one walked the list
 	 * for 6 % of the herd's CPU */
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		e->readers = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
+	LIST_REMOVE(r, link);
 	e->nreaders--;
 	if (e->transit) {
 		/* the fetch may be waiting for readers to move on (or go) */
@@ -284,11 +276,7 @@ int entry_park(struct entry *e, struct entry_parked *p)
 	}
 	pthread_cond_init(&p->wake, NULL);
 	p->released = 0;
-	p->prev = NULL;
-	p->next = e->parked;
-	if (e->parked)
-		e->parked->prev = p;
-	e->parked = p;
+	LIST_INSERT_HEAD(&e->parked, p, link);
 	while (!p->released)
 		pthread_cond_wait(&p->wake, &e->lock);
 	pthread_mutex_unlock(&e->lock);
@@ -298,15 +286,11 @@ int entry_park(struct entry *e, struct entry_parked *p)
 	return 1;
 }
 
-/* Take p off the parked list and wake its owner. Caller holds e->lock. */
-static void release_parked(struct entry *e, struct entry_parked *p)
+/* Take p off its entry's parked list and wake its owner. Caller holds
+ * the entry's lock. */
+static void release_parked(struct entry_parked *p)
 {
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		e->parked = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
+	LIST_REMOVE(p, link);
 	p->released = 1;
 	pthread_cond_signal(&p->wake);
 }
@@ -317,7 +301,7 @@ static void release_parked(struct entry *e, struct entry_parked *p)
  *
  * The list stays in place while the writers run with no lock: readers that
  * park meanwhile go in front of `first` (the next pump's), and only this
- * thread takes readers off it (p->next of those from `first` on is ours).
+ * thread takes readers off it (the links from `first` on are ours).
  * A reader written for whole keeps r->hold on what it was handed until its
  * next hand-out: in transit, freeing lags one pump behind. The passes touch
  * each parked struct twice, not three times: on 1,000 readers' stacks,
@@ -333,15 +317,15 @@ static void pump(struct entry *e, int end)
 {
 	struct entry_parked *first, *p, *handed_back = NULL;
 	pthread_mutex_lock(&e->lock);
-	first = e->parked;
-	for (p = first; p; p = p->next) {
+	first = LIST_FIRST(&e->parked);
+	for (p = first; p; p = LIST_NEXT(p, link)) {
 		p->nv = has_unread(e, p->r) ? hand_out(p->r, p->v, ENTRY_PARK_IOV) : 0;
 		p->more = p->nv > 0 && p->r->cur->next != NULL;
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (first == NULL)
 		return;
-	for (p = first; p; p = p->next) {
+	for (p = first; p; p = LIST_NEXT(p, link)) {
 		int handed_back_now = (p->nv > 0 || end) &&
 		                      p->write(p, p->v, p->nv, end && !p->more) != 0;
 		if (handed_back_now || p->more) {
@@ -352,11 +336,11 @@ static void pump(struct entry *e, int end)
 	pthread_mutex_lock(&e->lock);
 	/* their owners finish the write (from r->hold) and read on */
 	for (p = handed_back; p; p = p->handed_back_next)
-		release_parked(e, p);
+		release_parked(p);
 	if (end) {
 		/* no reader parks on a final entry: these are all from `first` */
-		while (e->parked)
-			release_parked(e, e->parked);
+		while (!LIST_EMPTY(&e->parked))
+			release_parked(LIST_FIRST(&e->parked));
 	}
 	if (e->transit)
 		do_transit_free(e);

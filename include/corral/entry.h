@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/uio.h>
 #include "corral/http.h"
 
@@ -51,7 +52,7 @@ struct entry_reader {
 	struct chunk *hold;  /* first chunk handed out by the last entry_read_iov:
 	                        kept (not freed in transit) until the next call */
 	uint64_t pos;        /* body bytes read */
-	struct entry_reader *prev, *next; /* e->readers, under e->lock */
+	LIST_ENTRY(entry_reader) link; /* e->readers, under e->lock */
 	int attached;
 };
 
@@ -67,9 +68,10 @@ struct entry_parked {
 	 * reader back: its owner then finishes that write itself (the chunks
 	 * of v stay until its next read). */
 	int (*write)(struct entry_parked *p, struct iovec *v, int n, int end);
-	/* under e->lock; `next` of a parked reader is also read by the
-	 * pump's thread without it (only that thread takes readers off) */
-	struct entry_parked *prev, *next; /* e->parked */
+	/* e->parked, under e->lock; link.le_next of a parked reader is also
+	 * read by the pump's thread without it (only that thread takes readers
+	 * off, and LIST_INSERT_HEAD changes the old head's le_prev only) */
+	LIST_ENTRY(entry_parked) link;
 	int released;
 	pthread_cond_t wake;
 	/* entry_pump's own, while it writes */
@@ -110,8 +112,8 @@ struct entry {
 	uint64_t dropped;              /* body bytes freed in transit */
 	uint64_t held;                 /* body bytes in chunks now */
 	int nreaders;
-	struct entry_reader *readers;
-	struct entry_parked *parked;   /* readers the next entry_pump writes for */
+	LIST_HEAD(, entry_reader) readers;
+	LIST_HEAD(, entry_parked) parked; /* readers the next entry_pump writes for */
 
 	/* protected by the cache table lock */
 	struct keyhead *head;          /* set while stored */

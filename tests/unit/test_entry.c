@@ -1156,7 +1156,8 @@ parked_count(struct entry *e)
 {
 	int n = 0;
 	pthread_mutex_lock(&e->lock);
-	for (struct entry_parked *p = e->parked; p; p = p->next)
+	struct entry_parked *p;
+	LIST_FOREACH(p, &e->parked, link)
 		n++;
 	pthread_mutex_unlock(&e->lock);
 	return n;
@@ -1234,7 +1235,7 @@ test_threads_park(int transit)
 	}
 	struct sample s = sample(e);
 	CHECK_INT(s.nreaders, 0);
-	CHECK(e->parked == NULL);
+	CHECK(LIST_EMPTY(&e->parked));
 	if (transit) {
 		/* freed behind the readers as they went: one chunk or two held */
 		check(max_held <= 2 * 2039, __FILE__, __LINE__, "held %llu in transit",
