@@ -364,6 +364,10 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	release(&v);
 }
 
+/* The herd list is linked by hand, not a <sys/queue.h> LIST like an
+ * entry's readers: cache_publish detaches it whole and its waiters are
+ * walked afterwards, where a LIST's first element would still point back
+ * into the head. */
 void cache_herd_join(struct keyhead *h, struct herd_waiter *w, void *arg)
 {
 	w->state = HERD_WAITING;

@@ -150,8 +150,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
  * arrives while the fetch keeps up, more at once when it falls behind, so
  * the writes grow exactly when CPU is short. Measured with bench/fanout.c
  * (1,000 readers, 4 MiB): 16 KiB writes cost ~0.75 s of CPU, 64 KiB ones
- * ~0.42 s, 128 KiB ~0.35 s, 256 KiB ~0.32 s. No byte is held back to make
- * a write bigger: a slow trickle still streams at once. */
+ * ~0.42 s, 128 KiB ~0.35 s, 256 KiB ~0.32 s; in a corrald herd, pumps of
+ * 128 and 256 KiB cost about the same per byte (bench/README.md). No byte
+ * is held back to make a write bigger: a slow trickle still streams at once
+ * (holding reads back to grow the writes made the herd's last byte later). */
 #define FETCH_READ_SIZE (256 * 1024)
 /* Parked readers hold at most the last hand-out and what came since (each
  * under FETCH_READ_SIZE plus one 16 KiB piece): a transit fetch waiting in
