@@ -96,7 +96,9 @@ static int head_left(struct entry *e, struct delivery *d, struct iovec *v)
 
 /* A reader parked on a streaming entry: the fetch's thread writes for it
  * (pump_write) with MSG_DONTWAIT, and what did not fit is left in `rest`
- * for the reader's own thread. */
+ * for the reader's own thread. The pump hands the bytes out into rest + 1
+ * (p.v), where the chunked framing goes around them: no copy, and the
+ * fields below share two cache lines (see entry_parked). */
 struct parked_reader {
 	struct entry_parked p;    /* first: pump_write's argument is &p */
 	int fd;
@@ -105,11 +107,13 @@ struct parked_reader {
 	 * the release (entry.lock orders the two) */
 	int failed;               /* the client went away */
 	int ended;                /* the body's end is written (or in rest) */
+	int nrest;
+	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
 	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
 	char size_line[20];
-	struct iovec rest[3 + ENTRY_PARK_IOV];
-	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
-	int nrest;
+	/* a chunk's size line, the ENTRY_PARK_IOV pieces (p.v), its CRLF and
+	 * the body's last chunk */
+	struct iovec rest[1 + ENTRY_PARK_IOV + 2];
 };
 
 /* Frame v (as one chunk when chunked) into out[]; returns the count.
@@ -132,14 +136,34 @@ static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct
 	return m;
 }
 
+/* pr->rest: the n pieces the pump put at rest + 1, framed in place. A
+ * hand-out's first piece is never empty (has_unread), so none is skipped
+ * and a chunk's size is never 0, which would end the body. */
+static void frame_in_place(struct parked_reader *pr, int n)
+{
+	struct iovec *v = pr->rest + 1;
+	pr->restv = v;
+	pr->nrest = n;
+	if (n == 0 || !pr->chunked)
+		return;
+	size_t data = 0;
+	for (int i = 0; i < n; i++)
+		data += v[i].iov_len;
+	int k = snprintf(pr->size_line, sizeof pr->size_line, "%zx\r\n", data);
+	pr->rest[0] = (struct iovec){ pr->size_line, (size_t)k };
+	v[n] = (struct iovec){ "\r\n", 2 };
+	pr->restv = pr->rest;
+	pr->nrest = n + 2;
+}
+
 static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 {
 	struct parked_reader *pr = (struct parked_reader *)p;
-	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest) : 0;
+	(void)v; /* p->v: pr->rest + 1 */
+	frame_in_place(pr, n);
 	if (end && pr->chunked)
-		pr->rest[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
+		pr->restv[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
 	pr->ended = end;
-	pr->restv = pr->rest;
 	ssize_t k = io_send_now(pr->fd, &pr->restv, &pr->nrest);
 	if (k < 0) {
 		pr->failed = 1;
@@ -167,6 +191,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 	struct parked_reader pr; /* 2 KiB: not zeroed on every hit */
 	pr.p.r = r;
 	pr.p.write = pump_write;
+	pr.p.v = pr.rest + 1;
 	pr.fd = x->s->fd;
 	pr.chunked = d->chunked;
 	pr.restv = pr.rest;

@@ -1023,6 +1023,7 @@ struct park_reader {
 	struct entry_reader r;
 	int every;               /* hand back on every every-th call, 0: never */
 	int hand_back_end;       /* hand back the call that says `end`, untaken */
+	struct iovec v[ENTRY_PARK_IOV];  /* p.v: where the pump hands out */
 	struct iovec rest[ENTRY_PARK_IOV];
 	int nrest;
 	/* written by the writer's thread while parked, by the owner after */
@@ -1135,6 +1136,7 @@ start_park_reader(struct park_reader *a, struct entry *e, int every, int hand_ba
 	a->e = e;
 	a->p.r = &a->r;
 	a->p.write = park_write;
+	a->p.v = a->v;
 	a->every = every;
 	a->hand_back_end = hand_back_end;
 	CHECK_INT(entry_attach(e, &a->r), 0);
