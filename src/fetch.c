@@ -7,6 +7,7 @@
  * lock, when it publishes or fails; the starter waits until then.
  */
 #include "corral/fetch.h"
+#include "corral/chunked.h"
 #include "corral/config.h"
 #include "corral/exchange.h"
 #include "corral/log.h"
@@ -37,6 +38,12 @@ struct fetch {
 	int stored;                     /* e is still in the store */
 	int no_readers;                 /* a transit entry lost its last reader */
 	size_t unpumped;                /* bytes appended since the last entry_pump */
+	int dechunk;                    /* the body comes framed: decode it (ch) */
+	struct chunked ch;
+	char why[160];                  /* why the body broke off, if not libcurl's */
+	uint64_t appended;              /* body bytes appended */
+	int body_done;                  /* the body's last byte is appended */
+	int finished;                   /* entry_finish(COMPLETE) was called */
 	int64_t request_time;
 	struct upstream_ctx u;
 	CURL *curl;
@@ -123,6 +130,40 @@ static int publish(struct fetch *f)
 	return 0;
 }
 
+/* n decoded body bytes: into the entry. Returns 0, or -1 to stop the
+ * transfer. */
+static int append_body(void *arg, const char *p, size_t n)
+{
+	struct fetch *f = arg;
+	int rc = entry_append(f->e, p, n);
+	if (rc < 0) {
+		f->no_readers = rc == -1; /* transit and nobody left to read it */
+		return -1;
+	}
+	f->unpumped += n;
+	if (f->stored)
+		f->stored = cache_grow(f->e, n);
+	f->appended += n;
+	if (f->e->content_length >= 0 && f->appended >= (uint64_t)f->e->content_length)
+		f->body_done = 1; /* a Content-Length body is whole */
+	return 0;
+}
+
+/* Whether libcurl sees a chunked body: "chunked" among the transfer
+ * codings, as its own header parsing decides. */
+static int transfer_chunked(const struct http_headers *hh)
+{
+	char *te = headers_join(hh, "Transfer-Encoding");
+	const char *p = te, *tok;
+	size_t n;
+	int chunked = 0;
+	while (p && (p = http_list_next(p, &tok, &n)) != NULL)
+		if (n == 7 && strncasecmp(tok, "chunked", 7) == 0)
+			chunked = 1;
+	free(te);
+	return chunked;
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
@@ -135,7 +176,14 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_NOMEM:
 		return 0;
 	case RESPHEAD_FINAL:
-		return publish(f) == 0 ? len : 0;
+		if (publish(f) < 0)
+			return 0;
+		/* libcurl leaves the chunked framing to us (fetch_job) */
+		if (transfer_chunked(&f->head.headers)) {
+			chunked_init(&f->ch, append_body, f);
+			f->dechunk = 1;
+		}
+		return len;
 	}
 	return 0;
 }
@@ -164,7 +212,17 @@ _Static_assert(2 * (FETCH_READ_SIZE + 16 * 1024) < TRANSIT_MAX,
 static void pump(void *arg)
 {
 	struct fetch *f = arg;
-	if (f->e == NULL || f->unpumped == 0)
+	if (f->e == NULL || f->finished)
+		return;
+	if (f->body_done) {
+		/* the last bytes and the body's end in one write for each
+		 * parked reader, before libcurl has even returned */
+		f->finished = 1;
+		f->unpumped = 0;
+		entry_finish(f->e, ENTRY_COMPLETE);
+		return;
+	}
+	if (f->unpumped == 0)
 		return;
 	f->unpumped = 0;
 	entry_pump(f->e);
@@ -174,18 +232,22 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
 	size_t len = size * n;
-	if (f->e == NULL || len == 0)
-		return len;
-	int rc = entry_append(f->e, buf, len);
-	if (rc < 0) {
-		f->no_readers = rc == -1; /* transit and nobody left to read it */
+	if (f->e == NULL || len == 0 || f->finished)
+		return len; /* finished: libcurl stops at the body's end anyway */
+	if (f->dechunk) {
+		if (chunked_feed(&f->ch, buf, len) < 0) {
+			if (f->ch.error)
+				snprintf(f->why, sizeof f->why,
+				         "malformed chunked framing from the origin: %s",
+				         f->ch.error);
+			return 0;
+		}
+		f->body_done = chunked_done(&f->ch);
+	} else if (append_body(f, buf, len) < 0) {
 		return 0;
 	}
-	f->unpumped += len;
 	if (f->unpumped >= FETCH_READ_SIZE)
 		pump(f);
-	if (f->stored)
-		f->stored = cache_grow(f->e, len);
 	upstream_touch(&f->u); /* time spent waiting for readers is not a stall */
 	return len;
 }
@@ -201,8 +263,12 @@ static void fetch_job(void *arg)
 	f->u.after_read_arg = f;
 	/* reads of up to FETCH_READ_SIZE (libcurl's default is 16 KiB). Only
 	 * here: a fetch is one per key, a pass one per client. */
-	if (f->curl)
+	if (f->curl) {
 		curl_easy_setopt(f->curl, CURLOPT_BUFFERSIZE, (long)FETCH_READ_SIZE);
+		/* a chunked body comes framed, to know its end as it arrives
+		 * (chunked.h); libcurl still finds the end for itself */
+		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
+	}
 	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
@@ -217,9 +283,12 @@ static void fetch_job(void *arg)
 	}
 
 	if (f->e != NULL) {
-		if (rc == CURLE_OK) {
+		if (f->finished) {
+			/* done in pump, when the last bytes came: libcurl had
+			 * nothing more to say about the body */
+		} else if (rc == CURLE_OK) {
 			/* writes what is left for the parked readers, and the
-			 * end with it: one write each, not two */
+			 * end with it */
 			entry_finish(f->e, ENTRY_COMPLETE);
 		} else {
 			/* broke off after the head: readers end truncated, nobody
@@ -230,7 +299,8 @@ static void fetch_job(void *arg)
 				stats_inc(STAT_cache_fetch_aborts_total);
 				stats_inc(STAT_upstream_truncated_total);
 				log_warn("%s: upstream response cut short: %s", f->url,
-				         f->u.errbuf[0] ? f->u.errbuf : curl_easy_strerror(rc));
+				         f->why[0] ? f->why
+				         : f->u.errbuf[0] ? f->u.errbuf : curl_easy_strerror(rc));
 			}
 		}
 	} else {

@@ -644,6 +644,96 @@ def test_parked_readers_of_many_small_chunks(corral, origin, stored):
     assert origin.count("/small") == (1 if stored else 2)
 
 
+def _head_then_body_at_once(body, framing, before_head, head_sent, before_body, trailers=b""):
+    """After `before_head`, the head (then `head_sent`); after `before_body`, the whole body framed
+    and, when chunked, its last chunk (with `trailers`), in one send: libcurl
+    reads the body and its end together."""
+    headers = list(CACHEABLE)
+    if framing == "chunked":
+        # two chunks, one with an extension
+        half = len(body) // 2
+        wire = (b"%x;note=1\r\n" % half + body[:half] + b"\r\n" +
+                b"%x\r\n" % (len(body) - half) + body[half:] + b"\r\n" +
+                b"0\r\n" + trailers + b"\r\n")
+        headers.append(("Transfer-Encoding", "chunked"))
+    else:
+        wire = body
+        headers.append(("Content-Length", str(len(body))))
+
+    def handler(req, w):
+        if not o._wait_released(before_head, w.origin):
+            return
+        w.send_head(200, "OK", headers)
+        head_sent.set()
+        if o._wait_released(before_body, w.origin):
+            w.send(wire)
+    return handler
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_last_bytes_and_the_end_go_out_in_one_write(corral, origin, framing):
+    # Parked readers get the body's last bytes and its end (a chunked body's
+    # last chunk) in one write each: the fetch decodes the origin's chunked
+    # framing itself and knows the end when it reads it (chunked.h), not when
+    # libcurl returns. A second write of the end alone cost a herd 1,000
+    # sends after the origin's last byte. The origin's chunk extension and
+    # trailer must not reach the body.
+    n, size = SMALL_HERD, 8192
+    body = o.make_pattern(size)
+    head, head_sent, go = threading.Event(), threading.Event(), threading.Event()
+    trailers = b"X-Checksum: abc\r\n" if framing == "chunked" else b""
+    origin.route("/once", _head_then_body_at_once(body, framing, head, head_sent, go, trailers))
+    c = corral()
+    first, rest = start_herd(c, origin, "/once", n, expected=body)
+    head.set()
+    assert head_sent.wait(TIMEOUT)
+    wait_metric(c, "cache_readers_parked", lambda v: v == n, "all %d readers parked" % n, 30)
+    assert metrics_of(c, "cache_pumped_writes_total") == {"cache_pumped_writes_total": 0}
+    go.set()
+    parsers = first.join() + rest.join()
+    assert_all_full(parsers, size)
+    bad = [p for p in parsers if p.extra or p.framing != framing]
+    assert not bad, "bytes after the end, or not %s: %r" % (framing, bad[:3])
+    m = metrics_of(c, "cache_pumped_writes_total", "cache_pump_handbacks_total",
+                   "cache_readers_parked")
+    assert m == {"cache_pumped_writes_total": n, "cache_pump_handbacks_total": 0,
+                 "cache_readers_parked": 0}, m
+    r = get(c, origin, "/once")
+    assert r.status == 200 and r.body == body and is_hit(status_of(r))
+    assert origin.count("/once") == 1
+
+
+@pytest.mark.parametrize("wire", [b"zz\r\nhello\r\n0\r\n\r\n",
+                                  b"5\r\nhelloXX0\r\n\r\n"],
+                         ids=["bad-size", "no-crlf-after-data"])
+def test_malformed_chunked_framing_from_the_origin_cuts_the_response_short(
+        corral, origin, wire):
+    # A chunked body the fetch cannot decode is a broken fetch: the client's
+    # response ends without the last chunk, corrald says why, and nothing is
+    # kept.
+    def handler(req, w):
+        w.send_head(200, "OK", CACHEABLE + [("Transfer-Encoding", "chunked")])
+        w.send(wire)
+        w.origin.stopping.wait(5)  # hold the connection: the framing alone is wrong
+    origin.route("/bad", o.sequence(handler, o.fixed(headers=CACHEABLE, body=b"good")))
+    c = corral()
+    with c.client() as cl:
+        cl.send(request(origin, "/bad"))
+        r = cl.read_response(stream=True)
+        assert r.status == 200, r
+        assert "chunked" in (r.header("transfer-encoding") or "").lower(), r.headers
+        rest = cl.reader.read_until_eof()
+    assert not rest.endswith(b"0\r\n\r\n"), "a broken body ended with the last chunk: %r" % rest
+    wait_for(lambda: "malformed chunked framing from the origin" in c.stderr_text(), 10,
+             "corrald to log the malformed framing")
+    wait_metric(c, "cache_fetch_aborts_total", lambda v: v == 1)
+    r = get(c, origin, "/bad")
+    assert r.status == 200 and r.body == b"good", r
+    assert origin.count("/bad") == 2
+    assert c.alive()
+
+
 @pytest.mark.concurrency
 def test_fetch_sends_every_waiter_its_head_at_publish(corral, origin):
     # The fetch writes each parked waiter's response head itself as soon as it
