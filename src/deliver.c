@@ -73,6 +73,7 @@ static void prepare(struct exchange *x, struct entry *e, const char *cache_statu
 	                        &d->no_body, &d->st);
 	d->head_sent = 0;
 	d->failed = 0;
+	d->parked = 0;
 }
 
 /* The part of the head not yet sent, as iovecs in v[0..1]; returns how many. */
@@ -93,28 +94,6 @@ static int head_left(struct entry *e, struct delivery *d, struct iovec *v)
 	}
 	return n;
 }
-
-/* A reader parked on a streaming entry: the fetch's thread writes for it
- * (pump_write) with MSG_DONTWAIT, and what did not fit is left in `rest`
- * for the reader's own thread. The pump hands the bytes out into rest + 1
- * (p.v), where the chunked framing goes around them: no copy, and the
- * fields below share two cache lines (see entry_parked). */
-struct parked_reader {
-	struct entry_parked p;    /* first: pump_write's argument is &p */
-	int fd;
-	int chunked;
-	/* written on the fetch's thread while parked, read by the owner after
-	 * the release (entry.lock orders the two) */
-	int failed;               /* the client went away */
-	int ended;                /* the body's end is written (or in rest) */
-	int nrest;
-	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
-	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
-	char size_line[20];
-	/* a chunk's size line, the ENTRY_PARK_IOV pieces (p.v), its CRLF and
-	 * the body's last chunk */
-	struct iovec rest[1 + ENTRY_PARK_IOV + 2];
-};
 
 /* Frame v (as one chunk when chunked) into out[]; returns the count.
  * size_line holds the chunk's size line. */
@@ -184,37 +163,52 @@ static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 
 /* The body as it grows, then detach. Caught up with a streaming entry, the
  * reader parks and the fetch's thread writes for it (entry_park). */
-static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d)
+static void parked_init(struct parked_reader *pr, struct exchange *x, struct entry_reader *r,
+                        const struct delivery *d)
+{
+	pr->p.r = r;
+	pr->p.write = pump_write;
+	pr->p.v = pr->rest + 1;
+	pr->fd = x->s->fd;
+	pr->chunked = d->chunked;
+	pr->restv = pr->rest;
+	pr->failed = pr->ended = pr->nrest = 0;
+	pr->bytes = 0;
+}
+
+/* pr: room to park r in; d->parked: the fetch parked it already (then pr
+ * is set up and this thread waits for the release first). */
+static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d,
+                 struct parked_reader *pr)
 {
 	struct iovec v[DELIVER_IOV];
 	struct iovec cv[2 + DELIVER_IOV];
-	struct parked_reader pr; /* 2 KiB: not zeroed on every hit */
-	pr.p.r = r;
-	pr.p.write = pump_write;
-	pr.p.v = pr.rest + 1;
-	pr.fd = x->s->fd;
-	pr.chunked = d->chunked;
-	pr.restv = pr.rest;
-	pr.failed = pr.ended = pr.nrest = 0;
-	pr.bytes = 0;
 	enum entry_state st;
 	int failed = d->failed, nv;
+	if (d->parked) {
+		/* written for by the fetch's thread since publish */
+		entry_park_wait(e, &pr->p);
+		stats_add(STAT_cache_readers_parked, -1);
+		d->parked = 0;
+	} else {
+		parked_init(pr, x, r, d);
+	}
 	if (failed || d->no_body)
 		goto done;
 	for (;;) {
-		if (pr.nrest > 0) {
+		if (pr->nrest > 0) {
 			/* handed back mid-write: finish it first */
-			failed = exchange_writev(x, pr.restv, pr.nrest) < 0;
-			pr.nrest = 0;
+			failed = exchange_writev(x, pr->restv, pr->nrest) < 0;
+			pr->nrest = 0;
 		}
-		if (failed || pr.failed) {
+		if (failed || pr->failed) {
 			failed = 1; /* the client went away: only this reader stops */
 			break;
 		}
 		nv = entry_try_read_iov(e, r, v, DELIVER_IOV, &st);
 		if (nv < 0) {
 			stats_inc(STAT_cache_readers_parked);
-			entry_park(e, &pr.p);
+			entry_park(e, &pr->p);
 			stats_add(STAT_cache_readers_parked, -1);
 			continue;
 		}
@@ -222,7 +216,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 			if (st == ENTRY_FAILED) {
 				/* cut short: the client must see it */
 				failed = 1;
-			} else if (d->chunked && !pr.ended &&
+			} else if (d->chunked && !pr->ended &&
 			           exchange_write(x, "0\r\n\r\n", 5) < 0) {
 				failed = 1;
 			}
@@ -235,7 +229,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 		failed = exchange_writev(x, cv, nc) < 0;
 	}
 done:
-	x->bytes_out += pr.bytes; /* the stat counted them as they went */
+	x->bytes_out += pr->bytes; /* the stat counted them as they went */
 	if (failed)
 		x->close_after = 1;
 	entry_detach(e, r);
@@ -255,7 +249,8 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 		nv += entry_try_read_iov(e, r, v + nv, DELIVER_IOV, &d.st);
 	}
 	d.failed = exchange_writev(x, v, nv) < 0;
-	body(x, e, r, &d);
+	struct parked_reader pr; /* 2 KiB: not zeroed on every hit */
+	body(x, e, r, &d, &pr);
 }
 
 void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
@@ -274,8 +269,23 @@ void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_sta
 	stats_add(STAT_bytes_to_clients_total, n);
 }
 
+void deliver_park_now(struct exchange *x, struct entry *e, struct entry_reader *r,
+                      struct delivery *d, struct parked_reader *pr)
+{
+	d->parked = 0;
+	if (d->failed || d->no_body || d->st != ENTRY_STREAMING ||
+	    d->head_sent < e->wire_head_len + d->tail_len)
+		return; /* its own thread finishes the head, or there is no body */
+	parked_init(pr, x, r, d);
+	stats_inc(STAT_cache_readers_parked);
+	if (entry_park_start(e, &pr->p))
+		d->parked = 1;
+	else
+		stats_add(STAT_cache_readers_parked, -1);
+}
+
 void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
-                  struct delivery *d)
+                  struct delivery *d, struct parked_reader *pr)
 {
 	struct iovec v[2];
 	int nv = head_left(e, d, v);
@@ -283,5 +293,5 @@ void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
 		exchange_will_block();
 	if (!d->failed && nv > 0)
 		d->failed = exchange_writev(x, v, nv) < 0;
-	body(x, e, r, d);
+	body(x, e, r, d, pr);
 }

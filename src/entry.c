@@ -267,23 +267,51 @@ int entry_try_read_iov(struct entry *e, struct entry_reader *r, struct iovec *io
 	return read_iov(e, r, iov, max, state, 0);
 }
 
-int entry_park(struct entry *e, struct entry_parked *p)
+/* Caller holds e->lock. */
+static int park_locked(struct entry *e, struct entry_parked *p)
 {
-	pthread_mutex_lock(&e->lock);
-	if (e->state != ENTRY_STREAMING || has_unread(e, p->r)) {
-		pthread_mutex_unlock(&e->lock);
+	if (e->state != ENTRY_STREAMING || has_unread(e, p->r))
 		return 0;
-	}
 	pthread_cond_init(&p->wake, NULL);
 	p->released = 0;
 	LIST_INSERT_HEAD(&e->parked, p, link);
+	return 1;
+}
+
+/* Caller holds e->lock and parked p. */
+static void wait_released(struct entry *e, struct entry_parked *p)
+{
 	while (!p->released)
 		pthread_cond_wait(&p->wake, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 	/* the releaser signalled under the lock we have just taken and
 	 * dropped: nobody uses p->wake now */
 	pthread_cond_destroy(&p->wake);
+}
+
+int entry_park(struct entry *e, struct entry_parked *p)
+{
+	pthread_mutex_lock(&e->lock);
+	if (!park_locked(e, p)) {
+		pthread_mutex_unlock(&e->lock);
+		return 0;
+	}
+	wait_released(e, p);
 	return 1;
+}
+
+int entry_park_start(struct entry *e, struct entry_parked *p)
+{
+	pthread_mutex_lock(&e->lock);
+	int parked = park_locked(e, p);
+	pthread_mutex_unlock(&e->lock);
+	return parked;
+}
+
+void entry_park_wait(struct entry *e, struct entry_parked *p)
+{
+	pthread_mutex_lock(&e->lock);
+	wait_released(e, p);
 }
 
 /* Take p off its entry's parked list and wake its owner. Caller holds

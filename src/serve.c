@@ -63,6 +63,7 @@ struct herd_req {
 	struct entry_reader *rd;
 	struct entry *e;
 	struct delivery d;
+	struct parked_reader park;      /* the fetch parks rd here (deliver_park_now) */
 };
 
 void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *claimed)
@@ -85,6 +86,7 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 		}
 		entry_ref(e);
 		deliver_head_now(hr->x, e, "corral; fwd=miss; collapsed; stored", &hr->d);
+		deliver_park_now(hr->x, e, hr->rd, &hr->d, &hr->park);
 		stats_inc(STAT_cache_herd_heads_total);
 	}
 }
@@ -276,7 +278,7 @@ void cache_serve(struct exchange *x)
 		stats_inc(STAT_cache_coalesced_total);
 		x->result = "TCP_CF_HIT";
 		x->hierarchy = "HIER_NONE";
-		deliver_rest(x, e, &rd, &hr.d);
+		deliver_rest(x, e, &rd, &hr.d, &hr.park);
 		x->upstream[0] = '\0';
 		used = e;
 		break;

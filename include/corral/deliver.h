@@ -27,8 +27,32 @@ struct delivery {
 	size_t tail_len;
 	size_t head_sent;       /* bytes of e->wire_head + tail written */
 	int chunked, no_body, failed;
+	int parked;             /* parked by the fetch (deliver_park_now) */
 	enum entry_state st;    /* the entry's state when the head was made */
 };
+
+/* A reader parked on a streaming entry: the fetch's thread writes for it
+ * (pump_write) with MSG_DONTWAIT, and what did not fit is left in `rest`
+ * for the reader's own thread. The pump hands the bytes out into rest + 1
+ * (p.v), where the chunked framing goes around them: no copy, and the
+ * fields below share two cache lines (see entry_parked). */
+struct parked_reader {
+	struct entry_parked p;    /* first: pump_write's argument is &p */
+	int fd;
+	int chunked;
+	/* written on the fetch's thread while parked, read by the owner after
+	 * the release (entry.lock orders the two) */
+	int failed;               /* the client went away */
+	int ended;                /* the body's end is written (or in rest) */
+	int nrest;
+	struct iovec *restv;      /* what is left of rest: nrest iovecs from here */
+	uint64_t bytes;           /* bytes the fetch's thread wrote, for x->bytes_out */
+	char size_line[20];
+	/* a chunk's size line, the ENTRY_PARK_IOV pieces (p.v), its CRLF and
+	 * the body's last chunk */
+	struct iovec rest[1 + ENTRY_PARK_IOV + 2];
+};
+
 
 /* deliver() in two halves, for a coalesced waiter whose head the fetch sends
  * at publish while the waiter still sleeps: deliver_head_now prepares x's
@@ -37,7 +61,16 @@ struct delivery {
  * worker, writes the rest of the head, then the body, and detaches r. */
 void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
                       struct delivery *d);
+/* Then, still on the fetch's thread and before the body's first byte is
+ * appended, park reader r (pr: room the waiter keeps until deliver_rest
+ * returns) when its whole head went out: the pump writes the body for it
+ * from the first byte, and the waiter, woken later, sleeps on until its
+ * release instead of racing the body to park (a herd's waiters that woke
+ * after the first pieces wrote them themselves, a thousand threads at
+ * once: herds 200-450 ms late). */
+void deliver_park_now(struct exchange *x, struct entry *e, struct entry_reader *r,
+                      struct delivery *d, struct parked_reader *pr);
 void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
-                  struct delivery *d);
+                  struct delivery *d, struct parked_reader *pr);
 
 #endif

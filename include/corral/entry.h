@@ -187,6 +187,13 @@ int entry_try_read_iov(struct entry *e, struct entry_reader *r, struct iovec *io
  * bytes do not wait for a thousand threads to wake. The owner then reads
  * on as before. */
 int entry_park(struct entry *e, struct entry_parked *p);
+/* entry_park in two halves, for a reader parked by another thread (the
+ * fetch's, at publish: serve_herd_heads): entry_park_start parks p without
+ * waiting (returns 0, not parked, in the cases entry_park returns 0 at
+ * once); entry_park_wait, on the owner's thread, sleeps until p is
+ * released. */
+int entry_park_start(struct entry *e, struct entry_parked *p);
+void entry_park_wait(struct entry *e, struct entry_parked *p);
 void entry_pump(struct entry *e);
 
 /* Serialise the immutable head (status line and headers, leaving out Age)

@@ -704,6 +704,45 @@ def test_last_bytes_and_the_end_go_out_in_one_write(corral, origin, framing):
     assert origin.count("/once") == 1
 
 
+@pytest.mark.concurrency
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_waiters_are_parked_by_the_fetch_at_publish(corral, origin, framing):
+    # The head and the whole body in one send: the fetch reads the body right
+    # after the head, before any woken waiter could park itself. The fetch
+    # parked them at publish (deliver_park_now), so its pump writes the body
+    # for every one of them; waiters that had to park themselves would have
+    # found the body there and written it on their own threads, a thousand
+    # threads at once in a real herd.
+    n, size = SMALL_HERD, 8192
+    body = o.make_pattern(size)
+    go = threading.Event()
+    if framing == "chunked":
+        headers = CACHEABLE + [("Transfer-Encoding", "chunked")]
+        wire = b"%x\r\n" % size + body + b"\r\n0\r\n\r\n"
+    else:
+        headers = CACHEABLE + [("Content-Length", str(size))]
+        wire = body
+
+    def handler(req, w):
+        if o._wait_released(go, w.origin):
+            lines = ["HTTP/1.1 200 OK"] + ["%s: %s" % h for h in headers]
+            w.send(("\r\n".join(lines) + "\r\n\r\n").encode() + wire)
+    origin.route("/atonce", handler)
+    c = corral()
+    first, rest = start_herd(c, origin, "/atonce", n, expected=body)
+    go.set()
+    parsers = first.join() + rest.join()
+    assert_all_full(parsers, size)
+    m = metrics_of(c, "cache_pumped_writes_total", "cache_pump_handbacks_total",
+                   "cache_herd_heads_total", "cache_readers_parked")
+    # n - 1 waiters, and the starter if it parked in time
+    assert n - 1 <= m["cache_pumped_writes_total"] <= n, m
+    assert m["cache_pump_handbacks_total"] == 0, m
+    assert m["cache_herd_heads_total"] == n - 1, m
+    assert m["cache_readers_parked"] == 0, m
+    assert origin.count("/atonce") == 1
+
+
 @pytest.mark.parametrize("wire", [b"zz\r\nhello\r\n0\r\n\r\n",
                                   b"5\r\nhelloXX0\r\n\r\n"],
                          ids=["bad-size", "no-crlf-after-data"])

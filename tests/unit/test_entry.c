@@ -1023,6 +1023,7 @@ struct park_reader {
 	struct entry_reader r;
 	int every;               /* hand back on every every-th call, 0: never */
 	int hand_back_end;       /* hand back the call that says `end`, untaken */
+	int parked_first;        /* parked by another thread: wait for the release first */
 	struct iovec v[ENTRY_PARK_IOV];  /* p.v: where the pump hands out */
 	struct iovec rest[ENTRY_PARK_IOV];
 	int nrest;
@@ -1101,6 +1102,8 @@ park_reader_main(void *arg)
 	int nv;
 
 	a->sum = FNV_INIT;
+	if (a->parked_first)
+		entry_park_wait(a->e, &a->p);
 	for (;;) {
 		for (int i = 0; i < a->nrest; i++)
 			park_take(a, a->rest[i].iov_base, a->rest[i].iov_len);
@@ -1250,6 +1253,66 @@ test_threads_park(int transit)
 	entry_unref(&e);
 }
 
+/* A reader parked by another thread (entry_park_start, as the fetch does
+ * at publish) before any byte: every byte is written for it by the pump,
+ * its owner wakes only at the end. entry_park_start parks nothing when the
+ * reader has bytes to read or the entry is final. */
+static void
+test_threads_park_start(void)
+{
+	struct entry *e = entry_new();
+	struct park_reader a, late;
+	pthread_t th;
+	char buf[1500];
+	uint64_t total = 0;
+
+	memset(&a, 0, sizeof a);
+	a.e = e;
+	a.p.r = &a.r;
+	a.p.write = park_write;
+	a.p.v = a.v;
+	a.parked_first = 1;
+	CHECK_INT(entry_attach(e, &a.r), 0);
+	CHECK_INT(entry_park_start(e, &a.p), 1);
+	CHECK_INT(parked_count(e), 1);
+	CHECK_INT(pthread_create(&th, NULL, park_reader_main, &a), 0);
+	for (int c = 0; c < 20; c++) {
+		fill(buf, total, sizeof buf);
+		CHECK_INT(entry_append(e, buf, sizeof buf), 0);
+		total += sizeof buf;
+		entry_pump(e);
+		CHECK_INT(parked_count(e), 1); /* never handed back: still parked */
+	}
+
+	/* a reader with bytes to read is not parked */
+	memset(&late, 0, sizeof late);
+	late.p.r = &late.r;
+	late.p.write = park_write;
+	late.p.v = late.v;
+	CHECK_INT(entry_attach(e, &late.r), 0);
+	CHECK_INT(entry_park_start(e, &late.p), 0);
+	CHECK_INT(parked_count(e), 1);
+
+	entry_finish(e, ENTRY_COMPLETE);
+	join_or_fail(th, "the reader parked by another thread to end");
+	CHECK_INT(a.total, total);
+	CHECK_INT(a.bad_bytes, 0);
+	CHECK_INT(a.pumped_bytes, (long)total); /* all of it by the pump */
+	CHECK_INT(a.calls, 21);
+	CHECK_INT(a.ends, 1);
+	CHECK_INT(a.end_writes, 1);
+	CHECK_INT(a.end, ENTRY_COMPLETE);
+
+	/* nor on a final entry, even with nothing left to read */
+	enum entry_state st;
+	struct iovec v[ENTRY_PARK_IOV];
+	while (entry_try_read_iov(e, &late.r, v, ENTRY_PARK_IOV, &st) > 0)
+		;
+	CHECK_INT(entry_park_start(e, &late.p), 0);
+	entry_detach(e, &late.r);
+	entry_unref(&e);
+}
+
 /* A parked reader is released, not written for, when the entry fails. */
 static void
 test_threads_park_failed(void)
@@ -1374,6 +1437,7 @@ main(void)
 	test_threads_park(0);
 	test_threads_park(1);
 	test_threads_park_failed();
+	test_threads_park_start();
 	test_threads_park_many_chunks(0);
 	test_threads_park_many_chunks(1);
 	test_threads_park_end_handed_back();
