@@ -87,9 +87,10 @@ int chunked_feed(struct chunked *c, const char *p, size_t n)
 		}
 		case CHUNKED_DATA_CR:
 		case CHUNKED_DATA_LF:
+			/* any number of CRs, as libcurl took them */
 			if (ch == '\n')
 				c->state = CHUNKED_SIZE;
-			else if (ch == '\r' && c->state == CHUNKED_DATA_CR)
+			else if (ch == '\r')
 				c->state = CHUNKED_DATA_LF;
 			else
 				return fail(c, "no CRLF after a chunk's data");
@@ -106,9 +107,12 @@ int chunked_feed(struct chunked *c, const char *p, size_t n)
 			p++;
 			break;
 		case CHUNKED_END_LF:
-			if (ch != '\n')
+			if (ch == '\r')
+				; /* more CRs, as after data */
+			else if (ch != '\n')
 				return fail(c, "no LF after the CR that ends the trailers");
-			c->state = CHUNKED_DONE;
+			else
+				c->state = CHUNKED_DONE;
 			p++;
 			break;
 		case CHUNKED_DONE:

@@ -150,18 +150,44 @@ static int append_body(void *arg, const char *p, size_t n)
 }
 
 /* Whether libcurl sees a chunked body: "chunked" among the transfer
- * codings, as its own header parsing decides. */
+ * codings, as its own header parsing decides. No allocation: a failure
+ * here would store the framing as the body. */
 static int transfer_chunked(const struct http_headers *hh)
 {
-	char *te = headers_join(hh, "Transfer-Encoding");
-	const char *p = te, *tok;
-	size_t n;
-	int chunked = 0;
-	while (p && (p = http_list_next(p, &tok, &n)) != NULL)
-		if (n == 7 && strncasecmp(tok, "chunked", 7) == 0)
-			chunked = 1;
-	free(te);
-	return chunked;
+	for (int i = 0; i < hh->n; i++) {
+		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") != 0)
+			continue;
+		const char *p = hh->v[i].value, *tok;
+		size_t n;
+		while ((p = http_list_next(p, &tok, &n)) != NULL)
+			if (n == 7 && strncasecmp(tok, "chunked", 7) == 0)
+				return 1;
+	}
+	return 0;
+}
+
+/* Content-Length values that disagree (RFC 9112 6.3: the framing is
+ * invalid, the response is discarded and the client gets a 502). libcurl
+ * would read by the last, the entry said the first. */
+static int lengths_conflict(const struct http_headers *hh)
+{
+	const char *first = NULL;
+	size_t first_n = 0;
+	for (int i = 0; i < hh->n; i++) {
+		if (strcasecmp(hh->v[i].name, "Content-Length") != 0)
+			continue;
+		const char *p = hh->v[i].value, *tok;
+		size_t n;
+		while ((p = http_list_next(p, &tok, &n)) != NULL) {
+			if (first == NULL) {
+				first = tok;
+				first_n = n;
+			} else if (n != first_n || memcmp(tok, first, n) != 0) {
+				return 1;
+			}
+		}
+	}
+	return 0;
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
@@ -176,6 +202,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_NOMEM:
 		return 0;
 	case RESPHEAD_FINAL:
+		if (!headers_get(&f->head.headers, "Transfer-Encoding") &&
+		    lengths_conflict(&f->head.headers)) {
+			snprintf(f->why, sizeof f->why,
+			         "the origin sent Content-Length values that disagree");
+			return 0;
+		}
 		if (publish(f) < 0)
 			return 0;
 		/* libcurl leaves the chunked framing to us (fetch_job) */
@@ -310,6 +342,11 @@ static void fetch_job(void *arg)
 			status = upstream_failure(f->curl, rc, &f->u, f->host, f->port, why, sizeof why);
 		else
 			snprintf(why, sizeof why, "out of memory");
+		if (f->why[0]) {
+			/* our own reason to drop the response (on_header) */
+			status = 502;
+			snprintf(why, sizeof why, "%s", f->why);
+		}
 		stats_inc(STAT_cache_fetch_failures_total);
 		stats_inc(status == 403 ? STAT_requests_destination_denied_total
 		          : status == 504 ? STAT_upstream_timeouts_total

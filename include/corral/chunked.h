@@ -16,7 +16,7 @@
  * chunk lines RFC 9112 allows and libcurl accepts ("5 ;a=b", "5; a=b",
  * "5;a=b;flag", "5 " before the CRLF), so origins that worked would break.
  * This decoder accepts what libcurl's did: hex digits, then anything up to
- * the line's LF; data; CRLF (or LF); after the last chunk, trailer lines up
+ * the line's LF; data; CRs and an LF; after the last chunk, trailer lines up
  * to an empty line, dropped as libcurl's decoding dropped them for corral.
  */
 #ifndef CORRAL_CHUNKED_H

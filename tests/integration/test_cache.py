@@ -773,6 +773,33 @@ def test_malformed_chunked_framing_from_the_origin_cuts_the_response_short(
     assert c.alive()
 
 
+@pytest.mark.parametrize("lengths, good", [(["5", "11"], False), (["5, 11"], False),
+                                            (["11", "11"], True), (["11, 11"], True)],
+                         ids=["two-headers", "one-list", "same-twice", "same-listed"])
+def test_content_length_values_that_disagree_are_a_502(corral, origin, lengths, good):
+    # RFC 9112 6.3: the framing is invalid; the response is discarded and the
+    # client gets a 502 saying why. libcurl would read by the last value and
+    # the entry would say the first. Repeating one value is fine.
+    body = b"hello world"
+
+    def handler(req, w):
+        w.send_head(200, "OK", CACHEABLE + [("Content-Length", v) for v in lengths])
+        w.send(body)
+    origin.route("/cl", handler)
+    c = corral()
+    r = get(c, origin, "/cl")
+    if good:
+        assert r.status == 200 and r.body == body, r
+        assert is_hit(status_of(get(c, origin, "/cl")))
+        assert origin.count("/cl") == 1
+        return
+    assert r.status == 502, r
+    assert "content-length values that disagree" in r.text().lower(), r.body
+    assert get(c, origin, "/cl").status == 502  # nothing was kept
+    assert origin.count("/cl") == 2
+    assert c.alive()
+
+
 @pytest.mark.concurrency
 def test_fetch_sends_every_waiter_its_head_at_publish(corral, origin):
     # The fetch writes each parked waiter's response head itself as soon as it

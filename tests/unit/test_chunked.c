@@ -44,11 +44,12 @@ static const char WIRE[] =
 	"00A ; a = \"b c\"\r\n0123456789\r\n"
 	"3 \r\nabc\r\n"
 	"1\n!\n"                              /* bare LFs, as libcurl took them */
+	"2\r\n?!\r\r\n"                         /* and CRs before the LF */
 	"0\r\n"
 	"X-Checksum: abc\r\n"
 	"X-Other: 1\r\n"
 	"\r\n";
-static const char DATA[] = "hello, world0123456789abc!";
+static const char DATA[] = "hello, world0123456789abc!?!";
 
 /* WIRE fed in pieces of `step` bytes: the data whole, the end only with the
  * last byte. */
