@@ -43,7 +43,6 @@ struct fetch {
 	char why[160];                  /* why the body broke off, if not libcurl's */
 	uint64_t appended;              /* body bytes appended */
 	int body_done;                  /* the body's last byte is appended */
-	int finished;                   /* entry_finish(COMPLETE) was called */
 	int64_t request_time;
 	struct upstream_ctx u;
 	CURL *curl;
@@ -244,17 +243,12 @@ _Static_assert(2 * (FETCH_READ_SIZE + 16 * 1024) < TRANSIT_MAX,
 static void pump(void *arg)
 {
 	struct fetch *f = arg;
-	if (f->e == NULL || f->finished)
-		return;
-	if (f->body_done) {
-		/* the last bytes and the body's end in one write for each
-		 * parked reader, before libcurl has even returned */
-		f->finished = 1;
-		f->unpumped = 0;
-		entry_finish(f->e, ENTRY_COMPLETE);
-		return;
-	}
-	if (f->unpumped == 0)
+	/* body_done: the body is whole, and entry_finish writes these last
+	 * bytes and its end together, one write for each parked reader, as
+	 * soon as libcurl returns. Not here: libcurl first puts the origin
+	 * connection back for the next request, which a client that has the
+	 * whole response may send at once. */
+	if (f->e == NULL || f->body_done || f->unpumped == 0)
 		return;
 	f->unpumped = 0;
 	entry_pump(f->e);
@@ -264,8 +258,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
 	size_t len = size * n;
-	if (f->e == NULL || len == 0 || f->finished)
-		return len; /* finished: libcurl stops at the body's end anyway */
+	if (f->e == NULL || len == 0)
+		return len;
 	if (f->dechunk) {
 		if (chunked_feed(&f->ch, buf, len) < 0) {
 			if (f->ch.error)
@@ -315,12 +309,10 @@ static void fetch_job(void *arg)
 	}
 
 	if (f->e != NULL) {
-		if (f->finished) {
-			/* done in pump, when the last bytes came: libcurl had
-			 * nothing more to say about the body */
-		} else if (rc == CURLE_OK) {
+		if (rc == CURLE_OK || f->body_done) {
 			/* writes what is left for the parked readers, and the
-			 * end with it */
+			 * end with it (an error after the body's end loses
+			 * nothing of it) */
 			entry_finish(f->e, ENTRY_COMPLETE);
 		} else {
 			/* broke off after the head: readers end truncated, nobody
