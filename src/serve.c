@@ -85,27 +85,9 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 			continue;
 		}
 		entry_ref(e);
-	}
-	/* The heads back to back, the last of them being the herd's first-byte
-	 * p99; each waiter's structures (on its own stack, evicted by the send
-	 * before) are fetched while the previous head's send runs. */
-	for (struct herd_waiter *w = claimed; w; w = w->next) {
-		struct herd_req *hr = w->arg;
-		if (w->next) {
-			struct herd_req *next = w->next->arg;
-			__builtin_prefetch(next->x);
-			__builtin_prefetch(&next->d);
-		}
-		if (hr->e == NULL)
-			continue;
 		deliver_head_now(hr->x, e, "corral; fwd=miss; collapsed; stored", &hr->d);
+		deliver_park_now(hr->x, e, hr->rd, &hr->d, &hr->park);
 		stats_inc(STAT_cache_herd_heads_total);
-	}
-	/* then parked, still before the body's first byte (deliver.h) */
-	for (struct herd_waiter *w = claimed; w; w = w->next) {
-		struct herd_req *hr = w->arg;
-		if (hr->e != NULL)
-			deliver_park_now(hr->x, e, hr->rd, &hr->d, &hr->park);
 	}
 }
 
