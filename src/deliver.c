@@ -96,7 +96,8 @@ static int head_left(struct entry *e, struct delivery *d, struct iovec *v)
 }
 
 /* Frame v (as one chunk when chunked) into out[]; returns the count.
- * size_line holds the chunk's size line. */
+ * size_line holds the chunk's size line. v may be out + 1 (pump_write):
+ * no piece is written before it is read. */
 static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct iovec *out)
 {
 	int m = 0;
@@ -115,31 +116,14 @@ static int frame(struct iovec *v, int n, int chunked, char size_line[20], struct
 	return m;
 }
 
-/* pr->rest: the n pieces the pump put at rest + 1, framed in place. A
- * hand-out's first piece is never empty (has_unread), so none is skipped
- * and a chunk's size is never 0, which would end the body. */
-static void frame_in_place(struct parked_reader *pr, int n)
-{
-	struct iovec *v = pr->rest + 1;
-	pr->restv = v;
-	pr->nrest = n;
-	if (n == 0 || !pr->chunked)
-		return;
-	size_t data = 0;
-	for (int i = 0; i < n; i++)
-		data += v[i].iov_len;
-	int k = snprintf(pr->size_line, sizeof pr->size_line, "%zx\r\n", data);
-	pr->rest[0] = (struct iovec){ pr->size_line, (size_t)k };
-	v[n] = (struct iovec){ "\r\n", 2 };
-	pr->restv = pr->rest;
-	pr->nrest = n + 2;
-}
-
 static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 {
 	struct parked_reader *pr = (struct parked_reader *)p;
-	(void)v; /* p->v: pr->rest + 1 */
-	frame_in_place(pr, n);
+	/* v is pr->rest + 1 (p->v): framed into rest, the pieces stay where
+	 * they are (a hand-out has no empty piece), the size line goes in
+	 * front. No pieces, no chunk: a chunk of size 0 ends the body. */
+	pr->restv = pr->rest;
+	pr->nrest = n > 0 ? frame(v, n, pr->chunked, pr->size_line, pr->rest) : 0;
 	if (end && pr->chunked)
 		pr->restv[pr->nrest++] = (struct iovec){ "0\r\n\r\n", 5 };
 	pr->ended = end;
@@ -161,8 +145,6 @@ static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 	return 0;
 }
 
-/* The body as it grows, then detach. Caught up with a streaming entry, the
- * reader parks and the fetch's thread writes for it (entry_park). */
 static void parked_init(struct parked_reader *pr, struct exchange *x, struct entry_reader *r,
                         const struct delivery *d)
 {
@@ -176,8 +158,10 @@ static void parked_init(struct parked_reader *pr, struct exchange *x, struct ent
 	pr->bytes = 0;
 }
 
-/* pr: room to park r in; d->parked: the fetch parked it already (then pr
- * is set up and this thread waits for the release first). */
+/* The body as it grows, then detach. Caught up with a streaming entry, the
+ * reader parks (in pr) and the fetch's thread writes for it (entry_park);
+ * d->parked: the fetch parked it already (deliver_park_now), and this
+ * thread waits for the release first. */
 static void body(struct exchange *x, struct entry *e, struct entry_reader *r, struct delivery *d,
                  struct parked_reader *pr)
 {

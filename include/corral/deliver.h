@@ -34,8 +34,8 @@ struct delivery {
 /* A reader parked on a streaming entry: the fetch's thread writes for it
  * (pump_write) with MSG_DONTWAIT, and what did not fit is left in `rest`
  * for the reader's own thread. The pump hands the bytes out into rest + 1
- * (p.v), where the chunked framing goes around them: no copy, and the
- * fields below share two cache lines (see entry_parked). */
+ * (p.v), where the chunked framing goes around them, and the fields below
+ * share two cache lines (see entry_parked). */
 struct parked_reader {
 	struct entry_parked p;    /* first: pump_write's argument is &p */
 	int fd;
@@ -52,7 +52,6 @@ struct parked_reader {
 	 * the body's last chunk */
 	struct iovec rest[1 + ENTRY_PARK_IOV + 2];
 };
-
 
 /* deliver() in two halves, for a coalesced waiter whose head the fetch sends
  * at publish while the waiter still sleeps: deliver_head_now prepares x's
