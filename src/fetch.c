@@ -153,15 +153,10 @@ static int append_body(void *arg, const char *p, size_t n)
  * here would store the framing as the body. */
 static int transfer_chunked(const struct http_headers *hh)
 {
-	for (int i = 0; i < hh->n; i++) {
-		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") != 0)
-			continue;
-		const char *p = hh->v[i].value, *tok;
-		size_t n;
-		while ((p = http_list_next(p, &tok, &n)) != NULL)
-			if (n == 7 && strncasecmp(tok, "chunked", 7) == 0)
-				return 1;
-	}
+	for (int i = 0; i < hh->n; i++)
+		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") == 0 &&
+		    http_list_has(hh->v[i].value, "chunked"))
+			return 1;
 	return 0;
 }
 
