@@ -645,9 +645,10 @@ def test_parked_readers_of_many_small_chunks(corral, origin, stored):
 
 
 def _head_then_body_at_once(body, framing, before_head, head_sent, before_body, trailers=b""):
-    """After `before_head`, the head (then `head_sent`); after `before_body`, the whole body framed
-    and, when chunked, its last chunk (with `trailers`), in one send: libcurl
-    reads the body and its end together."""
+    """After `before_head`, the head (then `head_sent`); after `before_body`
+    the whole body framed and, when chunked, its last chunk (with
+    `trailers`), in one send: libcurl reads the body and its end together.
+    `before_body` None: the head and the body in that one send."""
     headers = list(CACHEABLE)
     if framing == "chunked":
         # two chunks, one with an extension
@@ -659,11 +660,17 @@ def _head_then_body_at_once(body, framing, before_head, head_sent, before_body, 
     else:
         wire = body
         headers.append(("Content-Length", str(len(body))))
+    head = ("\r\n".join(["HTTP/1.1 200 OK"] + ["%s: %s" % h for h in headers]) +
+            "\r\n\r\n").encode()
 
     def handler(req, w):
         if not o._wait_released(before_head, w.origin):
             return
-        w.send_head(200, "OK", headers)
+        if before_body is None:
+            w.send(head + wire)
+            head_sent.set()
+            return
+        w.send(head)
         head_sent.set()
         if o._wait_released(before_body, w.origin):
             w.send(wire)
@@ -715,19 +722,8 @@ def test_waiters_are_parked_by_the_fetch_at_publish(corral, origin, framing):
     # threads at once in a real herd.
     n, size = SMALL_HERD, 8192
     body = o.make_pattern(size)
-    go = threading.Event()
-    if framing == "chunked":
-        headers = CACHEABLE + [("Transfer-Encoding", "chunked")]
-        wire = b"%x\r\n" % size + body + b"\r\n0\r\n\r\n"
-    else:
-        headers = CACHEABLE + [("Content-Length", str(size))]
-        wire = body
-
-    def handler(req, w):
-        if o._wait_released(go, w.origin):
-            lines = ["HTTP/1.1 200 OK"] + ["%s: %s" % h for h in headers]
-            w.send(("\r\n".join(lines) + "\r\n\r\n").encode() + wire)
-    origin.route("/atonce", handler)
+    go, sent = threading.Event(), threading.Event()
+    origin.route("/atonce", _head_then_body_at_once(body, framing, go, sent, None))
     c = corral()
     first, rest = start_herd(c, origin, "/atonce", n, expected=body)
     go.set()
