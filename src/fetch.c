@@ -148,18 +148,6 @@ static int append_body(void *arg, const char *p, size_t n)
 	return 0;
 }
 
-/* Whether libcurl sees a chunked body: "chunked" among the transfer
- * codings, as its own header parsing decides. No allocation: a failure
- * here would store the framing as the body. */
-static int transfer_chunked(const struct http_headers *hh)
-{
-	for (int i = 0; i < hh->n; i++)
-		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") == 0 &&
-		    http_list_has(hh->v[i].value, "chunked"))
-			return 1;
-	return 0;
-}
-
 /* Content-Length values that disagree (RFC 9112 6.3: the framing is
  * invalid, the response is discarded and the client gets a 502). libcurl
  * would read by the last, the entry said the first. */
@@ -204,8 +192,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		}
 		if (publish(f) < 0)
 			return 0;
-		/* libcurl leaves the chunked framing to us (fetch_job) */
-		if (transfer_chunked(&f->head.headers)) {
+		/* libcurl leaves the chunked framing to us (fetch_job), where
+		 * it sees "chunked" among the transfer codings */
+		if (headers_list_has(&f->head.headers, "Transfer-Encoding", "chunked")) {
 			chunked_init(&f->ch, append_body, f);
 			f->dechunk = 1;
 		}

@@ -126,6 +126,14 @@ int http_list_has(const char *list, const char *token)
 	return 0;
 }
 
+int headers_list_has(const struct http_headers *h, const char *name, const char *token)
+{
+	for (int i = 0; i < h->n; i++)
+		if (strcasecmp(h->v[i].name, name) == 0 && http_list_has(h->v[i].value, token))
+			return 1;
+	return 0;
+}
+
 static const char *const hop_by_hop[] = {
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
 	"Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",

@@ -162,16 +162,6 @@ static int status_storable(int status)
 	}
 }
 
-/* A "*" in any Vary line: the response matches no later request. */
-static int vary_star(const struct http_headers *resp)
-{
-	for (int i = 0; i < resp->n; i++)
-		if (strcasecmp(resp->v[i].name, "Vary") == 0 &&
-		    http_list_has(resp->v[i].value, "*"))
-			return 1;
-	return 0;
-}
-
 int64_t policy_storable(const struct http_headers *req, int status,
                         const struct http_headers *resp, int64_t content_length,
                         uint64_t max_object, int64_t now, const char **why)
@@ -189,7 +179,7 @@ int64_t policy_storable(const struct http_headers *req, int status,
 		*why = "no-cache";
 	else if (headers_get(resp, "Set-Cookie"))
 		*why = "set-cookie";
-	else if (vary_star(resp))
+	else if (headers_list_has(resp, "Vary", "*"))
 		*why = "vary-star";
 	else if (headers_get(req, "Authorization") && !cc.public_ && cc.s_maxage < 0 &&
 	         !cc.must_revalidate)

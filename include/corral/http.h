@@ -37,6 +37,8 @@ const char *http_list_next(const char *p, const char **tok, size_t *len);
 
 /* Is `token` in the comma-separated list `list` (case-insensitive)? */
 int http_list_has(const char *list, const char *token);
+/* Is `token` in any line of header `name` (both case-insensitive)? */
+int headers_list_has(const struct http_headers *h, const char *name, const char *token);
 
 /* Is this header hop-by-hop for message `h`: one of the fixed set
  * (Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization,

@@ -158,6 +158,18 @@ test_list_has(void)
 	CHECK(!http_list_has("keep-alive", "alive"));
 	CHECK(!http_list_has("no-cache=\"x\"", "no-cache"));
 	CHECK(!http_list_has("a b", "a"));
+
+	/* over every line of a header */
+	struct http_headers h;
+	headers_init(&h);
+	CHECK(!headers_list_has(&h, "Transfer-Encoding", "chunked"));
+	headers_add(&h, "Transfer-Encoding", 17, "gzip", 4);
+	headers_add(&h, "Vary", 4, "chunked", 7);
+	CHECK(!headers_list_has(&h, "Transfer-Encoding", "chunked"));
+	headers_add(&h, "transfer-encoding", 17, "x, CHUNKED", 10);
+	CHECK(headers_list_has(&h, "Transfer-Encoding", "chunked"));
+	CHECK(!headers_list_has(&h, "Transfer-Encoding", "x, chunked"));
+	headers_free(&h);
 	CHECK(http_list_has("no-store, no-cache", "no-cache"));
 	CHECK(http_list_has("*", "*"));
 }
