@@ -23,12 +23,15 @@
  *
  * With -l PORT there is no forked receiver: fanout prints "listening", takes
  * N connections on 127.0.0.1:PORT from an HTTP client (bench.py runs the herd
- * client itself), reads each one's request, answers a head with the body's
- * Content-Length, and 500 ms later (the herd origin's gap between head and
- * body) writes the body as above. It then prints cpu_ms and last_piece_ns
- * (CLOCK_MONOTONIC), for the client's own last-byte times: the floor seen by
- * the very client that measures corral, whose reading costs the sending CPU
- * more than the forked receiver's (bench/README.md).
+ * client itself) and reads each one's request; then it writes every
+ * connection a head with the body's Content-Length in one loop, one send
+ * each (as corrald's fetch writes a herd's heads at publish), and 500 ms
+ * later (the herd origin's gap between head and body) the body as above. It
+ * prints cpu_ms, heads_ns and last_piece_ns (CLOCK_MONOTONIC: when the heads
+ * loop began and the last piece arrived), for the client's own first- and
+ * last-byte times: the floor seen by the very client that measures corral,
+ * whose reading costs the sending CPU more than the forked receiver's
+ * (bench/README.md).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -191,10 +194,10 @@ static void write_round(size_t *pos, size_t to, int all)
 	}
 }
 
-/* -l: read one request head from fd and answer the response's head. */
-static void answer_head(int fd)
+/* -l: read one request head from fd. */
+static void read_request(int fd)
 {
-	char req[4096], head[128];
+	char req[4096];
 	size_t got = 0;
 	while (got < 4 || memmem(req, got, "\r\n\r\n", 4) == NULL) {
 		ssize_t r = recv(fd, req + got, sizeof req - got, 0);
@@ -202,9 +205,17 @@ static void answer_head(int fd)
 			die("recv (the request)");
 		got += (size_t)r;
 	}
+}
+
+/* -l: the response's head to every connection, one send each, as corrald's
+ * fetch writes a herd's heads at publish. */
+static void answer_heads(void)
+{
+	char head[128];
 	int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", body_size);
-	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
-		die("send (the head)");
+	for (int i = 0; i < nconn; i++)
+		if (send(fds[i], head, (size_t)n, MSG_NOSIGNAL) != n)
+			die("send (the head)");
 }
 
 static double cpu_ms(void)
@@ -279,9 +290,11 @@ int main(int argc, char **argv)
 			die("accept");
 		setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (http_port)
-			answer_head(fds[i]);
+			read_request(fds[i]);
 	}
-	if (http_port) { /* the origin's gap between head and body */
+	int64_t heads_ns = now_ns();
+	if (http_port) { /* the heads, then the origin's gap between head and body */
+		answer_heads();
 		struct timespec gap = { 0, 500000000 };
 		nanosleep(&gap, NULL);
 	}
@@ -316,8 +329,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nconn; i++)
 		close(fds[i]);
 	if (http_port) {
-		printf("mode %s\nconns %d\ncpu_ms %.1f\nlast_piece_ns %lld\n", mode, nconn, c1 - c0,
-		       (long long)arrived);
+		printf("mode %s\nconns %d\ncpu_ms %.1f\nheads_ns %lld\nlast_piece_ns %lld\n", mode,
+		       nconn, c1 - c0, (long long)heads_ns, (long long)arrived);
 		return 0;
 	}
 	int status;
