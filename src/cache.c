@@ -364,19 +364,60 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	release(&v);
 }
 
+/* Herd nodes (cache.h): pages of HERD_PAGE_NODES carved up once and kept
+ * on a free list, under herd_pool_lock (taken inside a head's lock). The
+ * pages are not given back: they hold at most the most waiters there ever
+ * were at once, 32 bytes each. */
+#define HERD_PAGE_NODES 128
+static pthread_mutex_t herd_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct herd_waiter *herd_free; /* herd_pool_lock; linked by next */
+
+static struct herd_waiter *herd_node_get(void)
+{
+	pthread_mutex_lock(&herd_pool_lock);
+	if (herd_free == NULL) {
+		struct herd_waiter *page = malloc(HERD_PAGE_NODES * sizeof *page);
+		for (int i = 0; page && i < HERD_PAGE_NODES; i++) {
+			page[i].next = herd_free;
+			herd_free = &page[i];
+		}
+	}
+	struct herd_waiter *w = herd_free;
+	if (w)
+		herd_free = w->next;
+	pthread_mutex_unlock(&herd_pool_lock);
+	return w;
+}
+
+void cache_herd_forget(struct herd_waiter *w)
+{
+	pthread_mutex_lock(&herd_pool_lock);
+	w->next = herd_free;
+	herd_free = w;
+	pthread_mutex_unlock(&herd_pool_lock);
+}
+
 /* The herd list is linked by hand, not a <sys/queue.h> LIST like an
  * entry's readers: cache_publish detaches it whole and its waiters are
  * walked afterwards, where a LIST's first element would still point back
  * into the head. */
-void cache_herd_join(struct keyhead *h, struct herd_waiter *w, void *arg)
+struct herd_waiter *cache_herd_join(struct keyhead *h, void *arg, const struct http_headers *req,
+                                    int fd, uint32_t head_kind)
 {
+	struct herd_waiter *w = herd_node_get();
+	if (w == NULL)
+		return NULL;
 	w->state = HERD_WAITING;
 	w->arg = arg;
+	w->req = req;
+	w->fd = fd;
+	w->head_kind = head_kind;
 	w->prev = NULL;
 	w->next = h->herd;
 	if (h->herd)
 		h->herd->prev = w;
 	h->herd = w;
+	return w;
 }
 
 void cache_herd_leave(struct keyhead *h, struct herd_waiter *w)
@@ -387,6 +428,7 @@ void cache_herd_leave(struct keyhead *h, struct herd_waiter *w)
 		h->herd = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
+	cache_herd_forget(w);
 }
 
 void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetch_outcome *out)

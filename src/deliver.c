@@ -58,16 +58,22 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 	return (size_t)n + exchange_head_end(x, buf + n, *chunked);
 }
 
+/* x's log fields for a response from e. */
+static void log_fields(struct exchange *x, struct entry *e, const char *cache_status)
+{
+	x->cache_status = cache_status;
+	snprintf(x->upstream, sizeof x->upstream, "%s", e->upstream);
+	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
+	x->status = e->status;
+}
+
 /* x's log fields and d: the head for e. */
 static void prepare(struct exchange *x, struct entry *e, const char *cache_status,
                     int own_fetch, struct delivery *d)
 {
 	/* d->tail: Age (<= 20 digits), Cache-Status (< 100: serve.c's
 	 * strings), a Content-Length (<= 20 digits) and their names fit in 256 */
-	x->cache_status = cache_status;
-	snprintf(x->upstream, sizeof x->upstream, "%s", e->upstream);
-	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
-	x->status = e->status;
+	log_fields(x, e, cache_status);
 	d->tail_len = head_tail(x, e, cache_status, own_fetch, d->tail,
 	                        sizeof d->tail - EXCHANGE_HEAD_END_MAX, &d->chunked,
 	                        &d->no_body, &d->st);
@@ -237,13 +243,9 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 	body(x, e, r, &d, &pr);
 }
 
-void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
-                      struct delivery *d)
+/* What io_send_now did with d's head (n bytes, or -1: failed). */
+static void head_sent(struct exchange *x, struct delivery *d, ssize_t n)
 {
-	struct iovec v[2], *at = v;
-	prepare(x, e, cache_status, 0, d);
-	int nv = head_left(e, d, v);
-	ssize_t n = io_send_now(x->s->fd, &at, &nv);
 	if (n < 0) {
 		d->failed = 1; /* the client went away */
 		return;
@@ -251,6 +253,62 @@ void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_sta
 	d->head_sent = (size_t)n;
 	x->bytes_out += (uint64_t)n;
 	stats_add(STAT_bytes_to_clients_total, n);
+}
+
+void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
+                      struct delivery *d)
+{
+	struct iovec v[2], *at = v;
+	prepare(x, e, cache_status, 0, d);
+	int nv = head_left(e, d, v);
+	head_sent(x, d, io_send_now(x->s->fd, &at, &nv));
+}
+
+void deliver_herd_begin(struct herd_heads *hh, struct entry *e, const char *cache_status)
+{
+	hh->e = e;
+	hh->cache_status = cache_status;
+	hh->n = 0;
+}
+
+uint32_t deliver_head_kind(const struct exchange *x)
+{
+	/* head_tail's and exchange_head_end's inputs from the request */
+	const struct request *r = &x->req;
+	return (uint32_t)(strcmp(r->method, "HEAD") == 0) | (uint32_t)(r->keep_alive != 0) << 1 |
+	       (uint32_t)(x->close_after != 0) << 2 | (uint32_t)(x->cfg->via != 0) << 3 |
+	       (uint32_t)(r->http_major & 0xff) << 8 | (uint32_t)(r->http_minor & 0xff) << 16;
+}
+
+int deliver_herd_send(struct herd_heads *hh, uint32_t kind, int fd, struct exchange *const *xp,
+                      ssize_t *sent)
+{
+	int k = 0;
+	while (k < hh->n && hh->kinds[k].kind != kind)
+		k++;
+	struct herd_kind *hk = &hh->kinds[k];
+	if (k == hh->n) {
+		if (k == DELIVER_HERD_KINDS)
+			return -1;
+		hh->n++;
+		hk->kind = kind;
+		prepare(*xp, hh->e, hh->cache_status, 0, &hk->d);
+		hk->close_after = (*xp)->close_after;
+	}
+	struct iovec v[2], *at = v;
+	int nv = head_left(hh->e, &hk->d, v);
+	*sent = io_send_now(fd, &at, &nv);
+	return k;
+}
+
+void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct exchange *x,
+                       struct delivery *d)
+{
+	const struct herd_kind *hk = &hh->kinds[index];
+	log_fields(x, hh->e, hh->cache_status);
+	*d = hk->d; /* the tail that went out, Age and all */
+	x->close_after = hk->close_after;
+	head_sent(x, d, sent);
 }
 
 void deliver_park_now(struct exchange *x, struct entry *e, struct entry_reader *r,

@@ -26,10 +26,12 @@
 #include "corral/forward.h"
 #include "corral/log.h"
 #include "corral/policy.h"
+#include "corral/session.h"
 #include "corral/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,7 +60,7 @@ static void pass(struct exchange *x, const char *cache_status)
  * HERD_DONE, and the waiter reads e and d after seeing HERD_DONE under the
  * head's lock. */
 struct herd_req {
-	struct herd_waiter w;
+	struct herd_waiter *w;          /* from cache_herd_join */
 	struct exchange *x;
 	struct entry_reader *rd;
 	struct entry *e;
@@ -66,29 +68,66 @@ struct herd_req {
 	struct parked_reader park;      /* the fetch parks rd here (deliver_park_now) */
 };
 
+/* One claimed waiter in serve_herd_heads: what is written for it while the
+ * heads go out (an array of these spans a few pages; the waiters' own
+ * memory is only read until every head is out). */
+struct herd_sending {
+	const struct herd_waiter *w;
+	int kind;                      /* deliver_herd_send's, or one of: */
+#define HERD_NOT_ANSWERED (-2)         /* e does not fit its request (Vary) */
+#define HERD_HEAD_LATER (-1)           /* no head sent yet (too many kinds:
+                                          deliver_head_now in step 3) */
+	ssize_t sent;
+};
+
 void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *claimed)
 {
-	/* which waiters e answers (their Vary), under the head's lock */
+	const char *status = "corral; fwd=miss; collapsed; stored";
+	size_t n = 0, i;
+	for (struct herd_waiter *w = claimed; w; w = w->next)
+		n++;
+	struct herd_sending *at = malloc(n * sizeof *at);
+	if (at == NULL)
+		return; /* no head from here: woken, the waiters find e themselves */
+	/* 1. which waiters e answers (their Vary), under the head's lock */
 	time_t now = time(NULL);
 	pthread_mutex_lock(&h->lock);
-	for (struct herd_waiter *w = claimed; w; w = w->next) {
-		struct herd_req *hr = w->arg;
-		hr->e = cache_lookup(h, &hr->x->req.headers, now) == e ? e : NULL;
+	i = 0;
+	for (struct herd_waiter *w = claimed; w; w = w->next, i++) {
+		at[i].w = w;
+		at[i].kind = cache_lookup(h, w->req, now) == e ? HERD_HEAD_LATER : HERD_NOT_ANSWERED;
 	}
 	pthread_mutex_unlock(&h->lock);
-	for (struct herd_waiter *w = claimed; w; w = w->next) {
-		struct herd_req *hr = w->arg;
-		if (hr->e == NULL)
+	/* 2. their heads */
+	struct herd_heads hh;
+	deliver_herd_begin(&hh, e, status);
+	for (i = 0; i < n; i++) {
+		const struct herd_waiter *w = at[i].w;
+		struct herd_req *hr = w->arg; /* not read: &hr->x is an address */
+		if (at[i].kind != HERD_NOT_ANSWERED)
+			at[i].kind = deliver_herd_send(&hh, w->head_kind, w->fd, &hr->x, &at[i].sent);
+	}
+	/* 3. each one's reader attached (a stored entry, before its first
+	 * byte: cannot fail), its delivery, and its reader parked */
+	for (i = 0; i < n; i++) {
+		struct herd_req *hr = at[i].w->arg;
+		if (at[i].kind == HERD_NOT_ANSWERED)
 			continue;
-		if (entry_attach(e, hr->rd) < 0) {
-			hr->e = NULL;
-			continue;
-		}
+		int attached = entry_attach(e, hr->rd) == 0;
+		if (!attached && at[i].kind == HERD_HEAD_LATER)
+			continue; /* nothing sent: it looks again when woken */
 		entry_ref(e);
-		deliver_head_now(hr->x, e, "corral; fwd=miss; collapsed; stored", &hr->d);
+		hr->e = e;
+		if (at[i].kind == HERD_HEAD_LATER)
+			deliver_head_now(hr->x, e, status, &hr->d);
+		else
+			deliver_herd_sent(&hh, at[i].kind, at[i].sent, hr->x, &hr->d);
+		if (!attached)
+			hr->d.failed = 1; /* its head is out: cut it short, visibly */
 		deliver_park_now(hr->x, e, hr->rd, &hr->d, &hr->park);
 		stats_inc(STAT_cache_herd_heads_total);
 	}
+	free(at);
 }
 
 /* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
@@ -108,13 +147,14 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 	hr->e = NULL;
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		if (in_herd && hr->w.state == HERD_CLAIMED) {
+		if (in_herd && hr->w->state == HERD_CLAIMED) {
 			/* the fetch is sending our head: no timeout now */
 			pthread_cond_wait(&h->changed, &h->lock);
 			continue;
 		}
-		if (in_herd && hr->w.state == HERD_DONE) {
-			in_herd = 0; /* off the list */
+		if (in_herd && hr->w->state == HERD_DONE) {
+			cache_herd_forget(hr->w); /* off the list */
+			in_herd = 0;
 			if (hr->e) {
 				*found = hr->e;
 				v = V_HERD;
@@ -134,7 +174,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			if (in_herd) {
 				/* off the list first: a publish must not claim
 				 * (and attach) us while we attach */
-				cache_herd_leave(h, &hr->w);
+				cache_herd_leave(h, hr->w);
 				in_herd = 0;
 			}
 			entry_ref(e);
@@ -154,12 +194,13 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				exchange_will_block();
 			}
 			if (!in_herd) {
-				cache_herd_join(h, &hr->w, hr);
-				in_herd = 1;
+				hr->w = cache_herd_join(h, hr, &r->headers, x->s->fd,
+				                        deliver_head_kind(x));
+				in_herd = hr->w != NULL; /* else found when woken */
 			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
 			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE &&
-			    hr->w.state == HERD_WAITING) {
+			    (!in_herd || hr->w->state == HERD_WAITING)) {
 				v = V_TIMEOUT;
 				break;
 			}
@@ -174,7 +215,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		break;
 	}
 	if (in_herd)
-		cache_herd_leave(h, &hr->w); /* still HERD_WAITING: the loop handles the rest */
+		cache_herd_leave(h, hr->w); /* still HERD_WAITING: the loop handles the rest */
 	pthread_mutex_unlock(&h->lock);
 unlocked:
 	if (waited)

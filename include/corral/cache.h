@@ -44,12 +44,21 @@ enum key_phase {
 
 /* A request waiting on a PENDING_STORE key, on the key's list so that the
  * fetch can send its response head the moment the entry is published
- * (serve.c). Lives on the waiter's stack while it waits. */
+ * (serve.c). The nodes come from pages of their own (cache_herd_join), not
+ * from the waiters' stacks: the fetch writes every claimed waiter's state,
+ * and on the bench VM the first write to a page left alone for half a
+ * second costs ~13 µs (the host's write tracking), so a herd's 1,000 stack
+ * pages were 13 ms before its first head went out; 128 nodes share a page. */
 enum herd_state { HERD_WAITING, HERD_CLAIMED, HERD_DONE };
 struct herd_waiter {
 	struct herd_waiter *prev, *next;   /* head's lock */
 	enum herd_state state;             /* head's lock */
 	void *arg;                         /* serve.c's state of the request */
+	/* Set by the waiter when it joins (immutable then), and read by the
+	 * fetch's thread at publish in place of the waiter's own memory: */
+	const struct http_headers *req;    /* the request's headers (Vary) */
+	int fd;                            /* the client's socket */
+	uint32_t head_kind;                /* deliver_head_kind() */
 };
 
 struct keyhead {
@@ -107,11 +116,16 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
                    struct entry_reader *starter, struct fetch_outcome *out,
                    struct herd_waiter **claimed);
 
-/* A waiter joins h's herd list (HERD_WAITING, `arg` its caller's state) and
- * leaves it while still HERD_WAITING; caller holds h->lock for both. The
- * herd states move only here, in cache_publish and in cache_herd_done. */
-void cache_herd_join(struct keyhead *h, struct herd_waiter *w, void *arg);
+/* A waiter joins h's herd list (HERD_WAITING, `arg` its caller's state):
+ * NULL when out of memory (it then waits off the list and finds the entry
+ * when woken). It leaves the list while still HERD_WAITING
+ * (cache_herd_leave), or gives its node back once HERD_DONE
+ * (cache_herd_forget); caller holds h->lock for all three. The herd states
+ * move only here, in cache_publish and in cache_herd_done. */
+struct herd_waiter *cache_herd_join(struct keyhead *h, void *arg, const struct http_headers *req,
+                                    int fd, uint32_t head_kind);
 void cache_herd_leave(struct keyhead *h, struct herd_waiter *w);
+void cache_herd_forget(struct herd_waiter *w);
 
 /* With `claimed` not NULL and waiters on h's list, cache_publish claims them
  * (HERD_CLAIMED: their sessions are the caller's until cache_herd_done) and

@@ -9,6 +9,8 @@
 #include "corral/exchange.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Send entry `e` to x's client through reader `r` (attached): the stored
  * head with Age, Cache-Status `cache_status` and Via, framing redone
@@ -60,6 +62,34 @@ struct parked_reader {
  * worker, writes the rest of the head, then the body, and detaches r. */
 void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
                       struct delivery *d);
+/* A herd's heads, all sent before anything of the waiters' own memory is
+ * touched (on the bench VM the first access to each waiter's idle stack
+ * page costs ~13 µs: cache.h). What a head's tail depends on in the request
+ * (version, keep-alive, HEAD, Via) is its kind, deliver_head_kind(x), which
+ * the waiter notes in its herd node with its socket. deliver_herd_send
+ * writes the head of that kind to fd; the first of each kind is made with
+ * its own exchange, *xp (read only then). It returns the kind's index, or
+ * -1 when there are more than DELIVER_HERD_KINDS (then deliver_head_now it
+ * later); *sent is what io_send_now returned. Once every head is out,
+ * deliver_herd_sent fills x's log fields and d as deliver_head_now would
+ * have. hh lives on the fetch's stack for one publish. */
+uint32_t deliver_head_kind(const struct exchange *x);
+#define DELIVER_HERD_KINDS 4
+struct herd_heads {
+	struct entry *e;
+	const char *cache_status;
+	int n;                       /* kinds in use */
+	struct herd_kind {
+		uint32_t kind;
+		struct delivery d;   /* the head made for the first of the kind */
+		int close_after;     /* what that left in its x->close_after */
+	} kinds[DELIVER_HERD_KINDS];
+};
+void deliver_herd_begin(struct herd_heads *hh, struct entry *e, const char *cache_status);
+int deliver_herd_send(struct herd_heads *hh, uint32_t kind, int fd, struct exchange *const *xp,
+                      ssize_t *sent);
+void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct exchange *x,
+                       struct delivery *d);
 /* Then, still on the fetch's thread and before the body's first byte is
  * appended, park reader r (pr: room the waiter keeps until deliver_rest
  * returns) when its whole head went out: the pump writes the body for it

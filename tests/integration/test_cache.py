@@ -345,6 +345,7 @@ class Herd:
         self.commands = collections.deque()
         self.deadline = time.monotonic() + timeout * SCALE
         self.failure = None
+        self.ended = False  # under lock: the loop is over, commands are not run
         self.thread = threading.Thread(target=self._run, daemon=True, name="herd")
         self.thread.start()
 
@@ -363,9 +364,15 @@ class Herd:
             return self.open == 0
 
     def abort(self, indices, rst=False):
-        """Close these clients' connections (RST when `rst`) from the herd's thread."""
+        """Close these clients' connections (RST when `rst`) from the herd's
+        thread; the Event returned is set when done (at once if the herd has
+        ended)."""
         ev = threading.Event()
-        self.commands.append((list(indices), rst, ev))
+        with self.lock:
+            if self.ended:
+                ev.set()
+            else:
+                self.commands.append((list(indices), rst, ev))
         return ev
 
     def join(self, timeout=None):
@@ -457,6 +464,10 @@ class Herd:
                 self._close(sel, c, "error: %r" % e)
         finally:
             sel.close()
+            with self.lock:
+                self.ended = True
+                for _, _, ev in self.commands:
+                    ev.set()  # nothing left to close
 
 
 def herd_request(origin, path):
@@ -521,6 +532,65 @@ def test_herd_on_cold_url_makes_one_fetch(corral, origin, framing):
     assert r.status == 200 and r.body == BODY
     assert is_hit(status_of(r))
     assert origin.count("/herd") == 1
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_waiters_of_every_kind_get_their_own_head(corral, origin, framing):
+    """The fetch writes a herd's heads from one tail per kind of request
+    (version, keep-alive, HEAD: deliver_head_kind), DELIVER_HERD_KINDS (4) of
+    them, and deliver_head_now for the rest: 8 kinds here, 3 waiters each, so
+    both ways are taken. Each waiter gets the framing and Connection header
+    its own request calls for, and its whole body."""
+    per_kind = 3
+    kinds = [(m, v, conn) for m in ("GET", "HEAD") for v in ("HTTP/1.0", "HTTP/1.1")
+             for conn in ("keep-alive", "close")]
+    go = threading.Event()
+    origin.route("/kinds", o.staged(BODY, CACHEABLE, framing, before_head=go))
+    c = corral()
+    first = Herd(c.port, herd_request(origin, "/kinds"), 1, expected=BODY)
+    origin.wait_arrivals("/kinds", 1, timeout=TIMEOUT)
+    herds = [Herd(c.port, request(origin, "/kinds", method=m, version=v,
+                                  headers=[("Connection", conn)]),
+                  per_kind, method=m, expected=BODY) for (m, v, conn) in kinds]
+    n = 1 + per_kind * len(kinds)
+    wait_parked(c, n - 1, n, timeout=30)
+    go.set()
+    # keep-alive connections stay open after a complete response: close them
+    for h, (m, v, conn) in zip(herds, kinds):
+        wait_for(lambda: h.count(lambda p: p.complete or p.ended) == per_kind, 30,
+                 "%s %s %s waiters complete" % (m, v, conn))
+        assert h.abort(range(per_kind)).wait(10 * SCALE)
+
+    assert_all_full(first.join())
+    for h, (m, v, conn) in zip(herds, kinds):
+        for p in h.join():
+            what = "%s %s Connection: %s (%s): %r" % (m, v, conn, framing, p)
+            assert p.status == 200 and is_collapsed(cache_status(p.headers)), what
+            keep = conn == "keep-alive"
+            te = p.header("transfer-encoding")
+            cl = p.header("content-length")
+            if framing == "content-length":
+                assert cl == str(BODY_SIZE) and te is None, what
+                closes = not keep
+            elif m == "HEAD":
+                assert cl is None and te is None, what  # the length is not known yet
+                closes = not keep
+            elif v == "HTTP/1.1":
+                assert te == "chunked" and cl is None, what
+                closes = not keep
+            else:
+                assert te is None and cl is None and p.framing == "close", what
+                closes = True  # an HTTP/1.0 body of unknown length ends with the connection
+            expect_conn = "close" if closes else ("keep-alive" if v == "HTTP/1.0" else None)
+            assert p.header("connection") == expect_conn, what
+            if m == "GET":
+                assert p.full(BODY_SIZE), what
+            else:
+                assert p.complete and p.body_len == 0, what
+    assert origin.count("/kinds") == 1
+    m = metrics_of(c, "cache_herd_heads_total", "cache_coalesced_total")
+    assert m == {"cache_herd_heads_total": n - 1, "cache_coalesced_total": n - 1}, m
 
 
 # -- 2. waiters stream ----------------------------------------------------------------------
