@@ -790,6 +790,7 @@ def fanout_http_once():
     return {"cpu_ms": f["cpu_ms"],
             "first_lag_p50_ms": (h["first_abs_p50_ns"] - f["heads_ns"]) / 1e6,
             "first_lag_p99_ms": (h["first_abs_p99_ns"] - f["heads_ns"]) / 1e6,
+            "writer_late_ms": f["writer_late_ms"],
             "last_lag_p50_ms": (h["last_abs_p50_ns"] - f["last_piece_ns"]) / 1e6,
             "last_lag_p99_ms": (h["last_abs_p99_ns"] - f["last_piece_ns"]) / 1e6}
 
@@ -1148,10 +1149,15 @@ def report(results, info):
                              "fetches per round %s" % fetches, "herd"))
                 bars.append(("herd (%s): 0 failures" % vlabel, all(f == 0 for f in fails),
                              "failures per round %s" % fails, "herd"))
+                floor = hd.get("fanout/http", [])
+                ffl = med([r.get("first_lag_p99_ms") for r in floor])
+                fll = med([r.get("last_lag_p99_ms") for r in floor])
                 bars.append(("herd (%s): first byte p99 ≤ origin's first byte + 10 ms" % vlabel,
-                             fl is not None and fl <= 10, "+%s ms" % fmt(fl), "herd"))
+                             fl is not None and fl <= 10,
+                             "+%s ms (the floor: +%s)" % (fmt(fl), fmt(ffl)), "herd"))
                 bars.append(("herd (%s): last byte p99 ≤ origin's last byte + 30 ms" % vlabel,
-                             ll is not None and ll <= 30, "+%s ms" % fmt(ll), "herd"))
+                             ll is not None and ll <= 30,
+                             "+%s ms (the floor: +%s)" % (fmt(ll), fmt(fll)), "herd"))
         w("")
         w("TTFB/TTLB count from each client's request; the two lag columns compare the clients' "
           "p99 first (last) byte with the moment the origin handed its response head (last body byte) "
@@ -1165,8 +1171,8 @@ def report(results, info):
               "CPU 1, by a forked reader that reads like the herd client, or by the herd client itself "
               "over HTTP; no proxy, no origin):" % HERD_CLIENTS)
             w("")
-            w("| writer | CPU ms (per round) | first byte − heads, p50 / p99 ms | last byte − last piece, p50 / p99 ms |")
-            w("|---|--:|--:|--:|")
+            w("| writer | CPU ms (per round) | first byte − heads, p50 / p99 ms | writer late at the last piece, ms | last byte − last piece, p50 / p99 ms |")
+            w("|---|--:|--:|--:|--:|")
             for mode, label in (("one", "one thread, MSG_DONTWAIT (corral's parked readers)"),
                                 ("http", "the same, read by the herd client (HTTP): corral's floor"),
                                 ("threads", "a thread per connection, woken per piece (corral before)")):
@@ -1177,11 +1183,18 @@ def report(results, info):
                         fmt(med([r.get("first_lag_p99_ms") for r in rs])),
                         ", ".join(fmt(r.get("first_lag_p99_ms")) for r in rs)) \
                         if mode == "http" else "–"
-                    w("| %s | %s (%s) | %s | %s / %s |" % (
+                    w("| %s | %s (%s) | %s | %s | %s / %s |" % (
                         label, fmt(med([r.get("cpu_ms") for r in rs]), 0),
                         ", ".join(fmt(r.get("cpu_ms"), 0) for r in rs), first,
+                        fmt(med([r.get("writer_late_ms") for r in rs])),
                         fmt(med([r.get("last_lag_p50_ms") for r in rs])),
                         fmt(med([r.get("last_lag_p99_ms") for r in rs]))))
+            w("")
+            w("*last byte − last piece* counts from the moment the last piece was due (the "
+              "pacing, as the herd's lag counts from the origin's last byte); *writer late*: how "
+              "long after that the writer got to it. When writing 4 GiB takes this VM more CPU "
+              "than the 500 ms window, the writer falls behind and no proxy can do better than "
+              "this floor.")
             w("")
             w("*first byte − heads*: the HTTP floor reads every request, then writes the 1,000 "
               "response heads in one loop, one `send` each, as corral's fetch writes a herd's heads "

@@ -19,7 +19,10 @@
  * Prints "key value" lines: cpu_ms (the writer's utime+stime from the first
  * piece to the last byte written), last_lag_p50_ms / last_lag_p99_ms /
  * last_lag_max_ms (each connection's last byte received, minus the moment
- * the last piece arrived).
+ * the last piece arrived, i.e. was due: the origin's pacing, which the
+ * herd's "last byte - origin's last" counts from too), and writer_late_ms
+ * (how long after that the writer got to it, being behind: when the CPU
+ * the writing takes is more than the window, nobody can keep up).
  *
  * With -l PORT there is no forked receiver: fanout prints "listening", takes
  * N connections on 127.0.0.1:PORT from an HTTP client (bench.py runs the herd
@@ -27,8 +30,8 @@
  * connection a head with the body's Content-Length in one loop, one send
  * each (as corrald's fetch writes a herd's heads at publish), and 500 ms
  * later (the herd origin's gap between head and body) the body as above. It
- * prints cpu_ms, heads_ns and last_piece_ns (CLOCK_MONOTONIC: when the heads
- * loop began and the last piece arrived), for the client's own first- and
+ * prints cpu_ms, writer_late_ms, heads_ns and last_piece_ns (CLOCK_MONOTONIC:
+ * when the heads loop began and the last piece arrived), for the client's own first- and
  * last-byte times: the floor seen by the very client that measures corral,
  * whose reading costs the sending CPU more than the forked receiver's
  * (bench/README.md).
@@ -303,13 +306,14 @@ int main(int argc, char **argv)
 			die("pthread_create");
 
 	double c0 = cpu_ms();
-	int64_t t0 = now_ns(), arrived = 0;
+	int64_t t0 = now_ns(), arrived = 0, taken = 0;
 	for (int k = 0; k < pieces; k++) {
 		int64_t due = t0 + (int64_t)(k + 1) * window_ms * 1000000 / pieces;
+		arrived = due;
 		struct timespec ts = { .tv_sec = due / 1000000000, .tv_nsec = due % 1000000000 };
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL); /* the pacing itself */
 		size_t to = k == pieces - 1 ? body_size : body_size / (size_t)pieces * (size_t)(k + 1);
-		arrived = now_ns();
+		taken = now_ns();
 		if (threads) {
 			pthread_mutex_lock(&avail_lock);
 			avail = to;
@@ -329,8 +333,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nconn; i++)
 		close(fds[i]);
 	if (http_port) {
-		printf("mode %s\nconns %d\ncpu_ms %.1f\nheads_ns %lld\nlast_piece_ns %lld\n", mode,
-		       nconn, c1 - c0, (long long)heads_ns, (long long)arrived);
+		printf("mode %s\nconns %d\ncpu_ms %.1f\nwriter_late_ms %.2f\nheads_ns %lld\n"
+		       "last_piece_ns %lld\n", mode, nconn, c1 - c0, (taken - arrived) / 1e6,
+		       (long long)heads_ns, (long long)arrived);
 		return 0;
 	}
 	int status;
@@ -341,8 +346,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nconn; i++)
 		last[i] -= arrived;
 	qsort(last, (size_t)nconn, sizeof *last, cmp_i64);
-	printf("mode %s\nconns %d\ncpu_ms %.1f\nlast_lag_p50_ms %.2f\nlast_lag_p99_ms %.2f\n"
-	       "last_lag_max_ms %.2f\n", mode, nconn, c1 - c0, last[nconn / 2] / 1e6,
-	       last[(nconn * 99) / 100] / 1e6, last[nconn - 1] / 1e6);
+	printf("mode %s\nconns %d\ncpu_ms %.1f\nwriter_late_ms %.2f\nlast_lag_p50_ms %.2f\n"
+	       "last_lag_p99_ms %.2f\nlast_lag_max_ms %.2f\n", mode, nconn, c1 - c0,
+	       (taken - arrived) / 1e6, last[nconn / 2] / 1e6, last[(nconn * 99) / 100] / 1e6,
+	       last[nconn - 1] / 1e6);
 	return 0;
 }
