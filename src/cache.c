@@ -9,6 +9,7 @@
  * transit, so its fetch keeps feeding its readers in bounded memory.
  */
 #include "corral/cache.h"
+#include "corral/dense.h"
 #include "corral/policy.h"
 #include "corral/stats.h"
 
@@ -364,37 +365,12 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 	release(&v);
 }
 
-/* Herd nodes (cache.h): pages of HERD_PAGE_NODES carved up once and kept
- * on a free list, under herd_pool_lock (taken inside a head's lock). The
- * pages are not given back: they hold at most the most waiters there ever
- * were at once, 32 bytes each. */
-#define HERD_PAGE_NODES 128
-static pthread_mutex_t herd_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct herd_waiter *herd_free; /* herd_pool_lock; linked by next */
-
-static struct herd_waiter *herd_node_get(void)
-{
-	pthread_mutex_lock(&herd_pool_lock);
-	if (herd_free == NULL) {
-		struct herd_waiter *page = malloc(HERD_PAGE_NODES * sizeof *page);
-		for (int i = 0; page && i < HERD_PAGE_NODES; i++) {
-			page[i].next = herd_free;
-			herd_free = &page[i];
-		}
-	}
-	struct herd_waiter *w = herd_free;
-	if (w)
-		herd_free = w->next;
-	pthread_mutex_unlock(&herd_pool_lock);
-	return w;
-}
+/* Herd nodes (cache.h), packed in a pool of their own. */
+static struct dense_pool herd_nodes = DENSE_POOL_INIT(struct herd_waiter);
 
 void cache_herd_forget(struct herd_waiter *w)
 {
-	pthread_mutex_lock(&herd_pool_lock);
-	w->next = herd_free;
-	herd_free = w;
-	pthread_mutex_unlock(&herd_pool_lock);
+	dense_put(&herd_nodes, w);
 }
 
 /* The herd list is linked by hand, not a <sys/queue.h> LIST like an
@@ -404,7 +380,7 @@ void cache_herd_forget(struct herd_waiter *w)
 struct herd_waiter *cache_herd_join(struct keyhead *h, void *arg, const struct http_headers *req,
                                     int fd, uint32_t head_kind)
 {
-	struct herd_waiter *w = herd_node_get();
+	struct herd_waiter *w = dense_get(&herd_nodes);
 	if (w == NULL)
 		return NULL;
 	w->state = HERD_WAITING;

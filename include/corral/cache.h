@@ -44,11 +44,11 @@ enum key_phase {
 
 /* A request waiting on a PENDING_STORE key, on the key's list so that the
  * fetch can send its response head the moment the entry is published
- * (serve.c). The nodes come from pages of their own (cache_herd_join), not
- * from the waiters' stacks: the fetch writes every claimed waiter's state,
- * and on the bench VM the first write to a page left alone for half a
- * second costs ~13 µs (the host's write tracking), so a herd's 1,000 stack
- * pages were 13 ms before its first head went out; 128 nodes share a page. */
+ * (serve.c). The nodes come from a pool of their own (dense.h), not from
+ * the waiters' stacks: the fetch writes every claimed waiter's state, and
+ * on the bench VM the first access to a page left alone for half a second
+ * costs ~12 µs, so a herd's 1,000 stack pages were 13 ms before its first
+ * head went out; 64 nodes share a page. */
 enum herd_state { HERD_WAITING, HERD_CLAIMED, HERD_DONE };
 struct herd_waiter {
 	struct herd_waiter *prev, *next;   /* head's lock */
