@@ -80,6 +80,7 @@ static void prepare(struct exchange *x, struct entry *e, const char *cache_statu
 	d->head_sent = 0;
 	d->failed = 0;
 	d->parked = 0;
+	d->herd = 0;
 }
 
 /* The part of the head not yet sent, as iovecs in v[0..1]; returns how many. */
@@ -151,13 +152,13 @@ static int pump_write(struct entry_parked *p, struct iovec *v, int n, int end)
 	return 0;
 }
 
-static void parked_init(struct parked_reader *pr, struct exchange *x, struct entry_reader *r,
+static void parked_init(struct parked_reader *pr, int fd, struct entry_reader *r,
                         const struct delivery *d)
 {
 	pr->p.r = r;
 	pr->p.write = pump_write;
 	pr->p.v = pr->rest + 1;
-	pr->fd = x->s->fd;
+	pr->fd = fd;
 	pr->chunked = d->chunked;
 	pr->restv = pr->rest;
 	pr->failed = pr->ended = pr->nrest = 0;
@@ -181,7 +182,7 @@ static void body(struct exchange *x, struct entry *e, struct entry_reader *r, st
 		stats_add(STAT_cache_readers_parked, -1);
 		d->parked = 0;
 	} else {
-		parked_init(pr, x, r, d);
+		parked_init(pr, x->s->fd, r, d);
 	}
 	if (failed || d->no_body)
 		goto done;
@@ -243,15 +244,14 @@ void deliver(struct exchange *x, struct entry *e, struct entry_reader *r,
 	body(x, e, r, &d, &pr);
 }
 
-/* What io_send_now did with d's head (n bytes, or -1: failed). */
-static void head_sent(struct exchange *x, struct delivery *d, ssize_t n)
+/* What io_send_now did with d's head: n bytes, or -1 (failed). */
+static void head_sent(struct delivery *d, ssize_t n)
 {
 	if (n < 0) {
 		d->failed = 1; /* the client went away */
 		return;
 	}
 	d->head_sent = (size_t)n;
-	x->bytes_out += (uint64_t)n;
 	stats_add(STAT_bytes_to_clients_total, n);
 }
 
@@ -261,7 +261,8 @@ void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_sta
 	struct iovec v[2], *at = v;
 	prepare(x, e, cache_status, 0, d);
 	int nv = head_left(e, d, v);
-	head_sent(x, d, io_send_now(x->s->fd, &at, &nv));
+	head_sent(d, io_send_now(x->s->fd, &at, &nv));
+	x->bytes_out += d->head_sent;
 }
 
 void deliver_herd_begin(struct herd_heads *hh, struct entry *e, const char *cache_status)
@@ -301,24 +302,24 @@ int deliver_herd_send(struct herd_heads *hh, uint32_t kind, int fd, struct excha
 	return k;
 }
 
-void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct exchange *x,
-                       struct delivery *d)
+void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct delivery *d)
 {
 	const struct herd_kind *hk = &hh->kinds[index];
-	log_fields(x, hh->e, hh->cache_status);
 	*d = hk->d; /* the tail that went out, Age and all */
-	x->close_after = hk->close_after;
-	head_sent(x, d, sent);
+	d->herd = 1;
+	d->close_after = hk->close_after;
+	d->cache_status = hh->cache_status;
+	head_sent(d, sent);
 }
 
-void deliver_park_now(struct exchange *x, struct entry *e, struct entry_reader *r,
-                      struct delivery *d, struct parked_reader *pr)
+void deliver_park_now(int fd, struct entry *e, struct entry_reader *r, struct delivery *d,
+                      struct parked_reader *pr)
 {
 	d->parked = 0;
 	if (d->failed || d->no_body || d->st != ENTRY_STREAMING ||
 	    d->head_sent < e->wire_head_len + d->tail_len)
 		return; /* its own thread finishes the head, or there is no body */
-	parked_init(pr, x, r, d);
+	parked_init(pr, fd, r, d);
 	stats_inc(STAT_cache_readers_parked);
 	if (entry_park_start(e, &pr->p))
 		d->parked = 1;
@@ -330,6 +331,12 @@ void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
                   struct delivery *d, struct parked_reader *pr)
 {
 	struct iovec v[2];
+	if (d->herd) {
+		/* what deliver_herd_sent left for x's own thread */
+		log_fields(x, e, d->cache_status);
+		x->close_after = d->close_after;
+		x->bytes_out += d->head_sent;
+	}
 	int nv = head_left(e, d, v);
 	if (d->st != ENTRY_COMPLETE && !d->no_body)
 		exchange_will_block();

@@ -21,6 +21,7 @@
 #include "corral/cache.h"
 #include "corral/config.h"
 #include "corral/deliver.h"
+#include "corral/dense.h"
 #include "corral/exchange.h"
 #include "corral/fetch.h"
 #include "corral/forward.h"
@@ -54,19 +55,22 @@ static void pass(struct exchange *x, const char *cache_status)
 	forward_run(x);
 }
 
-/* A waiter on the key's herd list (cache.h). The fetch fills `e` (a
- * reference, `rd` attached) and `d` (the head, sent) at publish, while the
- * waiter sleeps: the waiter's session is the fetch's from HERD_CLAIMED to
- * HERD_DONE, and the waiter reads e and d after seeing HERD_DONE under the
- * head's lock. */
-struct herd_req {
-	struct herd_waiter *w;          /* from cache_herd_join */
-	struct exchange *x;
-	struct entry_reader *rd;
+/* A waiter on the key's herd list (cache.h): what the fetch's thread writes
+ * for it at publish (`e`, a reference with `rd` attached, and `d`, its head
+ * sent) and what the pump walks for every piece after that (`park`, `rd`).
+ * Packed in a pool (dense.h), not on the waiter's stack, where the fetch
+ * and the pump would touch a page of each of 1,000 stacks. The waiter's
+ * session is the fetch's from HERD_CLAIMED to HERD_DONE, and the waiter
+ * reads e and d after seeing HERD_DONE under the head's lock. */
+struct herd_slot {
+	struct parked_reader park;      /* the fetch parks rd here (deliver_park_now) */
+	struct entry_reader rd;
 	struct entry *e;
 	struct delivery d;
-	struct parked_reader park;      /* the fetch parks rd here (deliver_park_now) */
+	struct exchange *x;             /* the waiter's (read at publish for the
+	                                   first head of its kind) */
 };
+static struct dense_pool herd_slots = DENSE_POOL_INIT(struct herd_slot);
 
 /* One claimed waiter in serve_herd_heads: what is written for it while the
  * heads go out (an array of these spans a few pages; the waiters' own
@@ -103,60 +107,62 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 	deliver_herd_begin(&hh, e, status);
 	for (i = 0; i < n; i++) {
 		const struct herd_waiter *w = at[i].w;
-		struct herd_req *hr = w->arg; /* not read: &hr->x is an address */
+		struct herd_slot *hs = w->arg; /* not read: &hs->x is an address */
 		if (at[i].kind != HERD_NOT_ANSWERED)
-			at[i].kind = deliver_herd_send(&hh, w->head_kind, w->fd, &hr->x, &at[i].sent);
+			at[i].kind = deliver_herd_send(&hh, w->head_kind, w->fd, &hs->x, &at[i].sent);
 	}
 	/* 3. each one's reader attached (a stored entry, before its first
 	 * byte: cannot fail), its delivery, and its reader parked */
 	for (i = 0; i < n; i++) {
-		struct herd_req *hr = at[i].w->arg;
+		struct herd_slot *hs = at[i].w->arg;
 		if (at[i].kind == HERD_NOT_ANSWERED)
 			continue;
-		int attached = entry_attach(e, hr->rd) == 0;
+		int attached = entry_attach(e, &hs->rd) == 0;
 		if (!attached && at[i].kind == HERD_HEAD_LATER)
 			continue; /* nothing sent: it looks again when woken */
 		entry_ref(e);
-		hr->e = e;
+		hs->e = e;
 		if (at[i].kind == HERD_HEAD_LATER)
-			deliver_head_now(hr->x, e, status, &hr->d);
+			deliver_head_now(hs->x, e, status, &hs->d);
 		else
-			deliver_herd_sent(&hh, at[i].kind, at[i].sent, hr->x, &hr->d);
+			deliver_herd_sent(&hh, at[i].kind, at[i].sent, &hs->d);
 		if (!attached)
-			hr->d.failed = 1; /* its head is out: cut it short, visibly */
-		deliver_park_now(hr->x, e, hr->rd, &hr->d, &hr->park);
+			hs->d.failed = 1; /* its head is out: cut it short, visibly */
+		deliver_park_now(at[i].w->fd, e, &hs->rd, &hs->d, &hs->park);
 		stats_inc(STAT_cache_herd_heads_total);
 	}
 	free(at);
 }
 
 /* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
- * *found is a referenced entry with `rd` attached; on V_FETCH the key is
- * PENDING_STORE with this request's fetch counted. */
+ * *found is a referenced entry with `rd` attached; on V_HERD one with
+ * (*slot)->rd attached and its head sent by the fetch; on V_FETCH the key
+ * is PENDING_STORE with this request's fetch counted. *slot: the herd slot
+ * taken when the request first joined a herd, or NULL; the caller gives it
+ * back. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                           struct entry **found, struct herd_req *hr)
+                           struct entry **found, struct herd_slot **slot)
 {
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
 	struct timespec deadline = mono_deadline(x->cfg->coalesce_timeout_ms);
 	int waited = 0, in_herd = 0;
 	enum verdict v;
+	struct herd_waiter *w = NULL; /* our node while in_herd */
 
-	hr->x = x;
-	hr->rd = rd;
-	hr->e = NULL;
+	*slot = NULL;
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		if (in_herd && hr->w->state == HERD_CLAIMED) {
+		if (in_herd && w->state == HERD_CLAIMED) {
 			/* the fetch is sending our head: no timeout now */
 			pthread_cond_wait(&h->changed, &h->lock);
 			continue;
 		}
-		if (in_herd && hr->w->state == HERD_DONE) {
-			cache_herd_forget(hr->w); /* off the list */
+		if (in_herd && w->state == HERD_DONE) {
+			cache_herd_forget(w); /* off the list */
 			in_herd = 0;
-			if (hr->e) {
-				*found = hr->e;
+			if ((*slot)->e) {
+				*found = (*slot)->e;
 				v = V_HERD;
 				break;
 			}
@@ -174,7 +180,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			if (in_herd) {
 				/* off the list first: a publish must not claim
 				 * (and attach) us while we attach */
-				cache_herd_leave(h, hr->w);
+				cache_herd_leave(h, w);
 				in_herd = 0;
 			}
 			entry_ref(e);
@@ -194,13 +200,19 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				exchange_will_block();
 			}
 			if (!in_herd) {
-				hr->w = cache_herd_join(h, hr, &r->headers, x->s->fd,
-				                        deliver_head_kind(x));
-				in_herd = hr->w != NULL; /* else found when woken */
+				if (*slot == NULL && (*slot = dense_get(&herd_slots)) != NULL)
+					(*slot)->x = x;
+				w = NULL;
+				if (*slot) {
+					(*slot)->e = NULL;
+					w = cache_herd_join(h, *slot, &r->headers, x->s->fd,
+					                    deliver_head_kind(x));
+				}
+				in_herd = w != NULL; /* else (out of memory) found when woken */
 			}
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
 			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE &&
-			    (!in_herd || hr->w->state == HERD_WAITING)) {
+			    (!in_herd || w->state == HERD_WAITING)) {
 				v = V_TIMEOUT;
 				break;
 			}
@@ -215,7 +227,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		break;
 	}
 	if (in_herd)
-		cache_herd_leave(h, hr->w); /* still HERD_WAITING: the loop handles the rest */
+		cache_herd_leave(h, w); /* still HERD_WAITING: the loop handles the rest */
 	pthread_mutex_unlock(&h->lock);
 unlocked:
 	if (waited)
@@ -303,8 +315,8 @@ void cache_serve(struct exchange *x)
 
 	struct entry_reader rd;
 	struct entry *e = NULL, *used = NULL;
-	struct herd_req hr;
-	switch (decide(x, h, &rd, &e, &hr)) {
+	struct herd_slot *hs;
+	switch (decide(x, h, &rd, &e, &hs)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
@@ -319,7 +331,7 @@ void cache_serve(struct exchange *x)
 		stats_inc(STAT_cache_coalesced_total);
 		x->result = "TCP_CF_HIT";
 		x->hierarchy = "HIER_NONE";
-		deliver_rest(x, e, &rd, &hr.d, &hr.park);
+		deliver_rest(x, e, &hs->rd, &hs->d, &hs->park);
 		x->upstream[0] = '\0';
 		used = e;
 		break;
@@ -344,4 +356,6 @@ void cache_serve(struct exchange *x)
 	}
 	cache_head_put(h, used);
 	entry_unref(&e);
+	if (hs)
+		dense_put(&herd_slots, hs); /* detached and released, or never claimed */
 }

@@ -31,6 +31,11 @@ struct delivery {
 	int chunked, no_body, failed;
 	int parked;             /* parked by the fetch (deliver_park_now) */
 	enum entry_state st;    /* the entry's state when the head was made */
+	/* deliver_herd_sent: what deliver_rest sets in x on x's own thread
+	 * (x's log fields, close_after and bytes_out) */
+	int herd;
+	int close_after;
+	const char *cache_status;
 };
 
 /* A reader parked on a streaming entry: the fetch's thread writes for it
@@ -71,8 +76,9 @@ void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_sta
  * its own exchange, *xp (read only then). It returns the kind's index, or
  * -1 when there are more than DELIVER_HERD_KINDS (then deliver_head_now it
  * later); *sent is what io_send_now returned. Once every head is out,
- * deliver_herd_sent fills x's log fields and d as deliver_head_now would
- * have. hh lives on the fetch's stack for one publish. */
+ * deliver_herd_sent fills d as deliver_head_now would have, and what
+ * deliver_head_now writes in x waits in d for deliver_rest. hh lives on the
+ * fetch's stack for one publish. */
 uint32_t deliver_head_kind(const struct exchange *x);
 #define DELIVER_HERD_KINDS 4
 struct herd_heads {
@@ -88,8 +94,7 @@ struct herd_heads {
 void deliver_herd_begin(struct herd_heads *hh, struct entry *e, const char *cache_status);
 int deliver_herd_send(struct herd_heads *hh, uint32_t kind, int fd, struct exchange *const *xp,
                       ssize_t *sent);
-void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct exchange *x,
-                       struct delivery *d);
+void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct delivery *d);
 /* Then, still on the fetch's thread and before the body's first byte is
  * appended, park reader r (pr: room the waiter keeps until deliver_rest
  * returns) when its whole head went out: the pump writes the body for it
@@ -97,8 +102,8 @@ void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct ex
  * release instead of racing the body to park (a herd's waiters that woke
  * after the first pieces wrote them themselves, a thousand threads at
  * once: herds 200-450 ms late). */
-void deliver_park_now(struct exchange *x, struct entry *e, struct entry_reader *r,
-                      struct delivery *d, struct parked_reader *pr);
+void deliver_park_now(int fd, struct entry *e, struct entry_reader *r, struct delivery *d,
+                      struct parked_reader *pr);
 void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
                   struct delivery *d, struct parked_reader *pr);
 
