@@ -1196,10 +1196,13 @@ def report(results, info):
               "than the 500 ms window, the writer falls behind and no proxy can do better than "
               "this floor.")
             w("")
-            w("*first byte − heads*: the HTTP floor reads every request, then writes the 1,000 "
+            w("*first byte − heads*: the HTTP floor reads every request, sleeps until a byte from "
+              "a process on CPU %s arrives 500 ms later (as a fetch sleeps until the origin's head; "
+              "waking an idle CPU after that long is part of the cost), then writes the 1,000 "
               "response heads in one loop, one `send` each, as corral's fetch writes a herd's heads "
-              "at publish; the herd client's p99 first byte minus the moment that loop began. It is "
-              "what the first-byte bar leaves corral for everything but the writes.")
+              "at publish; the herd client's p99 first byte minus the moment that byte was sent. "
+              "It is what the first-byte bar leaves corral for everything but the wake-up and the "
+              "writes." % CLIENT_CPU)
             w("")
 
     if "idle" in results:

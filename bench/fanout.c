@@ -26,21 +26,25 @@
  *
  * With -l PORT there is no forked receiver: fanout prints "listening", takes
  * N connections on 127.0.0.1:PORT from an HTTP client (bench.py runs the herd
- * client itself) and reads each one's request; then it writes every
+ * client itself) and reads each one's request. Then it sleeps in poll()
+ * until a forked "origin" on the other CPU sends it a byte 500 ms later, as
+ * a proxy's fetch sleeps until the herd origin's head arrives (waking an
+ * idle CPU of this VM after that long takes 0.3-1.5 ms), writes every
  * connection a head with the body's Content-Length in one loop, one send
  * each (as corrald's fetch writes a herd's heads at publish), and 500 ms
  * later (the herd origin's gap between head and body) the body as above. It
- * prints cpu_ms, writer_late_ms, heads_ns and last_piece_ns (CLOCK_MONOTONIC:
- * when the heads loop began and the last piece arrived), for the client's own first- and
- * last-byte times: the floor seen by the very client that measures corral,
- * whose reading costs the sending CPU more than the forked receiver's
- * (bench/README.md).
+ * prints cpu_ms, writer_late_ms, heads_ns and last_piece_ns
+ * (CLOCK_MONOTONIC: when the "origin" sent its byte, and when the last
+ * piece arrived), for the client's own first- and last-byte times: the
+ * floor seen by the very client that measures corral, whose reading costs
+ * the sending CPU more than the forked receiver's (bench/README.md).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -221,6 +225,33 @@ static void answer_heads(void)
 			die("send (the head)");
 }
 
+/* -l: wait in poll() for a byte that a child on `cpu` sends 500 ms from
+ * now; returns when it sent it. */
+static int64_t origin_head(int cpu)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		die("socketpair");
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		pin(cpu);
+		struct timespec gap = { 0, 500000000 };
+		nanosleep(&gap, NULL);
+		int64_t sent = now_ns();
+		_exit(write(sv[1], &sent, sizeof sent) == sizeof sent ? 0 : 1);
+	}
+	struct pollfd pfd = { .fd = sv[0], .events = POLLIN };
+	int64_t sent;
+	if (poll(&pfd, 1, 5000) != 1 || read(sv[0], &sent, sizeof sent) != sizeof sent)
+		die("the origin's head");
+	waitpid(pid, NULL, 0);
+	close(sv[0]);
+	close(sv[1]);
+	return sent;
+}
+
 static double cpu_ms(void)
 {
 	struct rusage ru;
@@ -295,8 +326,9 @@ int main(int argc, char **argv)
 		if (http_port)
 			read_request(fds[i]);
 	}
-	int64_t heads_ns = now_ns();
-	if (http_port) { /* the heads, then the origin's gap between head and body */
+	int64_t heads_ns = 0;
+	if (http_port) { /* the origin's head, the heads, the gap before the body */
+		heads_ns = origin_head(sender_cpu == 0 ? 1 : 0);
 		answer_heads();
 		struct timespec gap = { 0, 500000000 };
 		nanosleep(&gap, NULL);
