@@ -32,7 +32,11 @@
  * idle CPU of this VM after that long takes 0.3-1.5 ms), writes every
  * connection a head with the body's Content-Length in one loop, one send
  * each (as corrald's fetch writes a herd's heads at publish), and 500 ms
- * later (the herd origin's gap between head and body) the body as above. It
+ * later the body as above. (The herd origin sends its first piece 7.8 ms
+ * after its head, not 500 ms; but then the first pieces reach connections
+ * whose heads the client has not read yet, and the kernel stamps the merged
+ * data with the later time: with no gap this floor's first byte read +46
+ * ms. So the floor's last byte leaves out the heads' few ms of CPU.) It
  * prints cpu_ms, writer_late_ms, heads_ns and last_piece_ns
  * (CLOCK_MONOTONIC: when the "origin" sent its byte, and when the last
  * piece arrived), for the client's own first- and last-byte times: the
