@@ -140,6 +140,75 @@ static const char *dash(const char *s)
 	return (s && *s) ? s : "-";
 }
 
+/* An access log line being built: bytes go to [p, end) and past the end
+ * are dropped (a long line is cut, as snprintf cut it). The Squid format is
+ * built with these, not snprintf, which was a fifth of a 1 KiB hit's
+ * instructions. */
+struct line {
+	char *p, *end;
+};
+
+static void put_str(struct line *l, const char *s)
+{
+	size_t n = strlen(s), room = (size_t)(l->end - l->p);
+	if (n > room)
+		n = room;
+	memcpy(l->p, s, n);
+	l->p += n;
+}
+
+static void put_char(struct line *l, char c)
+{
+	if (l->p < l->end)
+		*l->p++ = c;
+}
+
+/* v in decimal, in at least `width` characters, padded on the left. */
+static void put_u64(struct line *l, uint64_t v, int width, char pad)
+{
+	char d[20];
+	int k = 0;
+	do
+		d[k++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (; width > k; width--)
+		put_char(l, pad);
+	while (k > 0)
+		put_char(l, d[--k]);
+}
+
+/* %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt */
+static size_t squid_line(const struct access_record *r, char *buf, size_t size)
+{
+	struct line l = { buf, buf + size - 1 }; /* room for the newline */
+	int64_t start = r->start_ms < 0 ? 0 : r->start_ms;
+	put_u64(&l, (uint64_t)(start / 1000), 0, ' ');
+	put_char(&l, '.');
+	put_u64(&l, (uint64_t)(start % 1000), 3, '0');
+	put_char(&l, ' ');
+	put_u64(&l, (uint64_t)(r->elapsed_ms < 0 ? 0 : r->elapsed_ms), 6, ' ');
+	put_char(&l, ' ');
+	put_str(&l, r->client);
+	put_char(&l, ' ');
+	put_str(&l, r->result);
+	put_char(&l, '/');
+	put_u64(&l, (uint64_t)(r->status < 0 ? 0 : r->status), 3, '0');
+	put_char(&l, ' ');
+	put_u64(&l, r->bytes, 0, ' ');
+	put_char(&l, ' ');
+	put_str(&l, r->method);
+	put_char(&l, ' ');
+	put_str(&l, r->url);
+	put_str(&l, " - ");
+	put_str(&l, r->hierarchy);
+	put_char(&l, '/');
+	put_str(&l, dash(r->upstream));
+	put_char(&l, ' ');
+	put_str(&l, dash(r->mime));
+	*l.p++ = '\n';
+	return (size_t)(l.p - buf);
+}
+
 void log_access(const struct access_record *r)
 {
 	int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
@@ -160,12 +229,7 @@ void log_access(const struct access_record *r)
 		             dash(r->user_agent), (long long)r->elapsed_ms, r->result,
 		             r->hierarchy, dash(r->upstream));
 	} else {
-		n = snprintf(line, sizeof line,
-		             "%lld.%03lld %6lld %s %s/%03d %llu %s %s - %s/%s %s\n",
-		             (long long)(r->start_ms / 1000), (long long)(r->start_ms % 1000),
-		             (long long)r->elapsed_ms, r->client, r->result, r->status,
-		             (unsigned long long)r->bytes, r->method, r->url,
-		             r->hierarchy, dash(r->upstream), dash(r->mime));
+		n = (int)squid_line(r, line, sizeof line);
 	}
 	if (n < 0)
 		return;
