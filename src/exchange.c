@@ -213,8 +213,7 @@ static void dispatch(struct exchange *x)
 
 static void log_exchange(struct exchange *x)
 {
-	char version[16];
-	snprintf(version, sizeof version, "HTTP/%d.%d", x->req.http_major, x->req.http_minor);
+	char version[16] = "";
 	struct access_record rec = {
 		.start_ms = x->start_ms,
 		.elapsed_ms = mono_ms() - x->start_mono,
@@ -228,9 +227,13 @@ static void log_exchange(struct exchange *x)
 		.upstream = x->upstream,
 		.mime = x->mime,
 		.http_version = version,
-		.referer = headers_get(&x->req.headers, "Referer"),
-		.user_agent = headers_get(&x->req.headers, "User-Agent"),
 	};
+	if (log_access_combined()) { /* the Squid format has none of these */
+		snprintf(version, sizeof version, "HTTP/%d.%d", x->req.http_major,
+		         x->req.http_minor);
+		rec.referer = headers_get(&x->req.headers, "Referer");
+		rec.user_agent = headers_get(&x->req.headers, "User-Agent");
+	}
 	log_access(&rec);
 }
 

@@ -209,6 +209,11 @@ static size_t squid_line(const struct access_record *r, char *buf, size_t size)
 	return (size_t)(l.p - buf);
 }
 
+int log_access_combined(void)
+{
+	return atomic_load_explicit(&format, memory_order_relaxed) == LOG_FORMAT_COMBINED;
+}
+
 void log_access(const struct access_record *r)
 {
 	int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);

@@ -42,12 +42,17 @@ struct access_record {
 	const char *hierarchy;   /* HIER_DIRECT or HIER_NONE */
 	const char *upstream;    /* upstream address or "-" */
 	const char *mime;        /* response Content-Type or "-" */
+	/* shown in the combined format only (log_access_combined) */
 	const char *http_version;/* "HTTP/1.1" */
 	const char *referer;     /* or NULL */
 	const char *user_agent;  /* or NULL */
 };
 
 void log_access(const struct access_record *rec);
+/* Whether the access log is in the combined format, the only one that
+ * shows http_version, referer and user_agent (a caller may leave them out
+ * otherwise). */
+int log_access_combined(void);
 
 /* Milliseconds: wall clock and monotonic. */
 int64_t log_now_ms(void);
