@@ -14,6 +14,7 @@
 #include "corral/policy.h"
 #include "corral/session.h"
 #include "corral/stats.h"
+#include "corral/strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,8 @@
 
 /* The variable end of e's head for this request: Age, Cache-Status, the
  * framing, Via, Connection. Written to `buf` (size `len`); returns its length
- * and sets *chunked, *no_body and *state (the entry's state now). */
+ * and sets *chunked, *no_body and *state (the entry's state now). Copies,
+ * not snprintf (strbuf.h): this runs on every hit. */
 static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_status,
                         int own_fetch, char *buf, size_t len, int *chunked, int *no_body,
                         enum entry_state *state)
@@ -34,35 +36,41 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 	uint64_t have = entry_bytes(e, state);
 	int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
 	                         e->response_time, time(NULL));
-	int n;
+	struct strbuf b = strbuf_on(buf, len);
 
 	*chunked = 0;
 	*no_body = strcmp(r->method, "HEAD") == 0 || e->status < 200 ||
 	           e->status == 204 || e->status == 304;
-	n = snprintf(buf, len, "Age: %lld\r\nCache-Status: %s\r\n", (long long)age,
-	             cache_status);
+	strbuf_str(&b, "Age: ");
+	strbuf_u64(&b, (uint64_t)(age < 0 ? 0 : age), 0, ' ');
+	strbuf_str(&b, "\r\nCache-Status: ");
+	strbuf_str(&b, cache_status);
+	strbuf_str(&b, "\r\n");
 	if (e->status != 204 && e->status != 304 && e->status >= 200) {
-		if (e->content_length >= 0)
-			n += snprintf(buf + n, len - (size_t)n, "Content-Length: %lld\r\n",
-			              (long long)e->content_length);
-		else if (*state == ENTRY_COMPLETE && !own_fetch)
-			n += snprintf(buf + n, len - (size_t)n, "Content-Length: %llu\r\n",
-			              (unsigned long long)have);
-		else if (*no_body)
+		if (e->content_length >= 0 || (*state == ENTRY_COMPLETE && !own_fetch)) {
+			strbuf_str(&b, "Content-Length: ");
+			strbuf_u64(&b, e->content_length >= 0 ? (uint64_t)e->content_length : have,
+			           0, ' ');
+			strbuf_str(&b, "\r\n");
+		} else if (*no_body) {
 			; /* HEAD while the length is unknown: say nothing */
-		else if (r->http_major == 1 && r->http_minor >= 1)
+		} else if (r->http_major == 1 && r->http_minor >= 1) {
 			*chunked = 1;
-		else
+		} else {
 			x->close_after = 1; /* close-delimited for HTTP/1.0 */
+		}
 	}
-	return (size_t)n + exchange_head_end(x, buf + n, *chunked);
+	size_t n = strbuf_len(&b);
+	return n + exchange_head_end(x, buf + n, *chunked);
 }
 
 /* x's log fields for a response from e. */
 static void log_fields(struct exchange *x, struct entry *e, const char *cache_status)
 {
 	x->cache_status = cache_status;
-	snprintf(x->upstream, sizeof x->upstream, "%s", e->upstream);
+	struct strbuf b = strbuf_on(x->upstream, sizeof x->upstream - 1);
+	strbuf_str(&b, e->upstream);
+	x->upstream[strbuf_len(&b)] = '\0';
 	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	x->status = e->status;
 }

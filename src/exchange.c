@@ -17,6 +17,7 @@
 #include "corral/serve.h"
 #include "corral/session.h"
 #include "corral/stats.h"
+#include "corral/strbuf.h"
 #include "corral/tunnel.h"
 
 #include <stdio.h>
@@ -88,12 +89,15 @@ size_t exchange_head_end(struct exchange *x, char buf[EXCHANGE_HEAD_END_MAX], in
 
 void exchange_set_mime(struct exchange *x, const char *ctype)
 {
-	/* the media type alone, as Squid logs it */
+	/* the media type alone, as Squid logs it (copied: on every hit) */
 	size_t n = ctype ? strcspn(ctype, " ;\t") : 0;
-	if (n == 0)
-		snprintf(x->mime, sizeof x->mime, "-");
-	else
-		snprintf(x->mime, sizeof x->mime, "%.*s", (int)n, ctype);
+	if (n == 0) {
+		ctype = "-";
+		n = 1;
+	}
+	struct strbuf b = strbuf_on(x->mime, sizeof x->mime - 1);
+	strbuf_mem(&b, ctype, n);
+	x->mime[strbuf_len(&b)] = '\0';
 }
 
 int exchange_reply(struct exchange *x, int status, const char *extra,

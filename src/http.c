@@ -2,6 +2,7 @@
  * http.c — header lists, hop-by-hop rules and URL parsing (see http.h).
  */
 #include "corral/http.h"
+#include "corral/strbuf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -260,17 +261,6 @@ int url_parse_authority(const char *s, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
-/* Append len bytes of s at out + *n, keeping room for the NUL; -1 when
- * they do not fit. */
-static int put(char *out, size_t outlen, size_t *n, const char *s, size_t len)
-{
-	if (len >= outlen - *n)
-		return -1;
-	memcpy(out + *n, s, len);
-	*n += len;
-	return 0;
-}
-
 int url_normalise(const struct url *u, char *out, size_t outlen)
 {
 	/* on every cacheable request: copies, not snprintf (two of them were
@@ -278,28 +268,25 @@ int url_normalise(const struct url *u, char *out, size_t outlen)
 	int dflt = (strcmp(u->scheme, "http") == 0 && u->port == 80) ||
 	           (strcmp(u->scheme, "https") == 0 && u->port == 443);
 	int v6 = strchr(u->host, ':') != NULL;
-	char port[8]; /* ":65535" */
-	size_t portlen = 0;
-	if (!dflt) {
-		char digits[8];
-		size_t k = 0;
-		unsigned p = (unsigned)u->port; /* 1..65535 (url_parse) */
-		do
-			digits[k++] = (char)('0' + p % 10);
-		while ((p /= 10) != 0 && k < 5);
-		port[portlen++] = ':';
-		while (k > 0)
-			port[portlen++] = digits[--k];
-	}
 	const char *path = *u->path && *u->path != '#' ? u->path : "/";
-	/* a fragment is the client's own business: never part of the key */
-	size_t plen = strcspn(path, "#"), n = 0;
-	if (outlen == 0 || put(out, outlen, &n, u->scheme, strlen(u->scheme)) < 0 ||
-	    put(out, outlen, &n, "://", 3) < 0 || put(out, outlen, &n, "[", v6) < 0 ||
-	    put(out, outlen, &n, u->host, strlen(u->host)) < 0 ||
-	    put(out, outlen, &n, "]", v6) < 0 || put(out, outlen, &n, port, portlen) < 0 ||
-	    put(out, outlen, &n, "/", *path == '?') < 0 || put(out, outlen, &n, path, plen) < 0)
+	if (outlen == 0)
 		return -1;
-	out[n] = '\0';
-	return (int)n;
+	struct strbuf b = strbuf_on(out, outlen - 1); /* room for the NUL */
+	strbuf_str(&b, u->scheme);
+	strbuf_str(&b, v6 ? "://[" : "://");
+	strbuf_str(&b, u->host);
+	if (v6)
+		strbuf_char(&b, ']');
+	if (!dflt) {
+		strbuf_char(&b, ':');
+		strbuf_u64(&b, (uint64_t)(u->port < 0 ? 0 : u->port), 0, ' ');
+	}
+	if (*path == '?')
+		strbuf_char(&b, '/');
+	/* a fragment is the client's own business: never part of the key */
+	strbuf_mem(&b, path, strcspn(path, "#"));
+	if (b.cut)
+		return -1;
+	out[strbuf_len(&b)] = '\0';
+	return (int)strbuf_len(&b);
 }

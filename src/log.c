@@ -8,6 +8,7 @@
  * so a writer on another thread never writes to a closed descriptor.
  */
 #include "corral/log.h"
+#include "corral/strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -140,73 +141,38 @@ static const char *dash(const char *s)
 	return (s && *s) ? s : "-";
 }
 
-/* An access log line being built: bytes go to [p, end) and past the end
- * are dropped (a long line is cut, as snprintf cut it). The Squid format is
- * built with these, not snprintf, which was a fifth of a 1 KiB hit's
- * instructions. */
-struct line {
-	char *p, *end;
-};
-
-static void put_str(struct line *l, const char *s)
-{
-	size_t n = strlen(s), room = (size_t)(l->end - l->p);
-	if (n > room)
-		n = room;
-	memcpy(l->p, s, n);
-	l->p += n;
-}
-
-static void put_char(struct line *l, char c)
-{
-	if (l->p < l->end)
-		*l->p++ = c;
-}
-
-/* v in decimal, in at least `width` characters, padded on the left. */
-static void put_u64(struct line *l, uint64_t v, int width, char pad)
-{
-	char d[20];
-	int k = 0;
-	do
-		d[k++] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	for (; width > k; width--)
-		put_char(l, pad);
-	while (k > 0)
-		put_char(l, d[--k]);
-}
-
 /* %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt */
 static size_t squid_line(const struct access_record *r, char *buf, size_t size)
 {
-	struct line l = { buf, buf + size - 1 }; /* room for the newline */
+	/* copies, not snprintf: a fifth of a 1 KiB hit's instructions */
+	struct strbuf l = strbuf_on(buf, size - 1); /* room for the newline */
 	int64_t start = r->start_ms < 0 ? 0 : r->start_ms;
-	put_u64(&l, (uint64_t)(start / 1000), 0, ' ');
-	put_char(&l, '.');
-	put_u64(&l, (uint64_t)(start % 1000), 3, '0');
-	put_char(&l, ' ');
-	put_u64(&l, (uint64_t)(r->elapsed_ms < 0 ? 0 : r->elapsed_ms), 6, ' ');
-	put_char(&l, ' ');
-	put_str(&l, r->client);
-	put_char(&l, ' ');
-	put_str(&l, r->result);
-	put_char(&l, '/');
-	put_u64(&l, (uint64_t)(r->status < 0 ? 0 : r->status), 3, '0');
-	put_char(&l, ' ');
-	put_u64(&l, r->bytes, 0, ' ');
-	put_char(&l, ' ');
-	put_str(&l, r->method);
-	put_char(&l, ' ');
-	put_str(&l, r->url);
-	put_str(&l, " - ");
-	put_str(&l, r->hierarchy);
-	put_char(&l, '/');
-	put_str(&l, dash(r->upstream));
-	put_char(&l, ' ');
-	put_str(&l, dash(r->mime));
-	*l.p++ = '\n';
-	return (size_t)(l.p - buf);
+	strbuf_u64(&l, (uint64_t)(start / 1000), 0, ' ');
+	strbuf_char(&l, '.');
+	strbuf_u64(&l, (uint64_t)(start % 1000), 3, '0');
+	strbuf_char(&l, ' ');
+	strbuf_u64(&l, (uint64_t)(r->elapsed_ms < 0 ? 0 : r->elapsed_ms), 6, ' ');
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, r->client);
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, r->result);
+	strbuf_char(&l, '/');
+	strbuf_u64(&l, (uint64_t)(r->status < 0 ? 0 : r->status), 3, '0');
+	strbuf_char(&l, ' ');
+	strbuf_u64(&l, r->bytes, 0, ' ');
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, r->method);
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, r->url);
+	strbuf_str(&l, " - ");
+	strbuf_str(&l, r->hierarchy);
+	strbuf_char(&l, '/');
+	strbuf_str(&l, dash(r->upstream));
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, dash(r->mime));
+	size_t n = strbuf_len(&l); /* cut: the line is cut, as snprintf cut it */
+	buf[n] = '\n';
+	return n + 1;
 }
 
 int log_access_combined(void)
