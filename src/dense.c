@@ -5,7 +5,17 @@
 
 #include <stdlib.h>
 
-#define DENSE_BLOCK (64 * 1024)
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+/* a free object is poisoned but for its link word: AddressSanitizer then
+ * sees a use after dense_put as it would after free() */
+#define POISON(obj, size) \
+	ASAN_POISON_MEMORY_REGION((char *)(obj) + sizeof(void *), (size) - sizeof(void *))
+#define UNPOISON(obj, size) ASAN_UNPOISON_MEMORY_REGION((obj), (size))
+#else
+#define POISON(obj, size) ((void)(obj), (void)(size))
+#define UNPOISON(obj, size) ((void)(obj), (void)(size))
+#endif
 
 void *dense_get(struct dense_pool *p)
 {
@@ -19,11 +29,14 @@ void *dense_get(struct dense_pool *p)
 			void **obj = (void **)(block + n * p->size);
 			*obj = p->free;
 			p->free = obj;
+			POISON(obj, p->size);
 		}
 	}
 	void **obj = p->free;
-	if (obj)
+	if (obj) {
 		p->free = *obj;
+		UNPOISON(obj, p->size);
+	}
 	pthread_mutex_unlock(&p->lock);
 	return obj;
 }
@@ -33,5 +46,6 @@ void dense_put(struct dense_pool *p, void *obj)
 	pthread_mutex_lock(&p->lock);
 	*(void **)obj = p->free;
 	p->free = obj;
+	POISON(obj, p->size);
 	pthread_mutex_unlock(&p->lock);
 }

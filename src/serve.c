@@ -137,9 +137,9 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 /* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
  * *found is a referenced entry with `rd` attached; on V_HERD one with
  * (*slot)->rd attached and its head sent by the fetch; on V_FETCH the key
- * is PENDING_STORE with this request's fetch counted. *slot: the herd slot
- * taken when the request first joined a herd, or NULL; the caller gives it
- * back. */
+ * is PENDING_STORE with this request's fetch counted. *slot: on V_HERD,
+ * the herd slot taken when the request first joined a herd, for the caller
+ * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
                            struct entry **found, struct herd_slot **slot)
 {
@@ -232,6 +232,12 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 unlocked:
 	if (waited)
 		stats_add(STAT_cache_waiters, -1);
+	if (v != V_HERD && *slot) {
+		/* never claimed, or claimed and done with (HERD_DONE): back
+		 * now, not after a pass upstream that may take minutes */
+		dense_put(&herd_slots, *slot);
+		*slot = NULL;
+	}
 	return v;
 }
 
@@ -357,5 +363,5 @@ void cache_serve(struct exchange *x)
 	cache_head_put(h, used);
 	entry_unref(&e);
 	if (hs)
-		dense_put(&herd_slots, hs); /* detached and released, or never claimed */
+		dense_put(&herd_slots, hs); /* V_HERD: detached and released */
 }

@@ -67,9 +67,9 @@ struct parked_reader {
  * worker, writes the rest of the head, then the body, and detaches r. */
 void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_status,
                       struct delivery *d);
-/* A herd's heads, all sent before anything of the waiters' own memory is
- * touched (on the bench VM the first access to each waiter's idle stack
- * page costs ~13 µs: cache.h). What a head's tail depends on in the request
+/* A herd's heads, all sent before the waiters' own memory is touched but
+ * for one exchange per kind (on the bench VM the first access to each
+ * waiter's idle stack page costs ~12 µs: cache.h). What a head's tail depends on in the request
  * (version, keep-alive, HEAD, Via) is its kind, deliver_head_kind(x), which
  * the waiter notes in its herd node with its socket. deliver_herd_send
  * writes the head of that kind to fd; the first of each kind is made with

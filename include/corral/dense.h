@@ -10,7 +10,10 @@
  * fraction of that; and on any machine they are fewer cache and TLB misses.
  *
  * Blocks are carved up once and never given back: a pool holds at most as
- * many objects as were ever in use at once. Thread-safe (one mutex).
+ * many objects as were ever in use at once (a herd slot is 1.75 KiB: 10,000
+ * waiters at once leave 17.5 MiB). Thread-safe (one mutex). Under
+ * AddressSanitizer a free object is poisoned but for its link word, so a
+ * use after dense_put is reported as one after free() would be.
  */
 #ifndef CORRAL_DENSE_H
 #define CORRAL_DENSE_H
@@ -24,8 +27,14 @@ struct dense_pool {
 	void *free;               /* lock: free objects, linked through their first word */
 };
 
+/* Objects of at most DENSE_BLOCK bytes (checked at compile time). */
+#define DENSE_BLOCK (64 * 1024)
 #define DENSE_POOL_INIT(type) \
-	{ PTHREAD_MUTEX_INITIALIZER, (sizeof(type) + 63) / 64 * 64, NULL }
+	{ PTHREAD_MUTEX_INITIALIZER, \
+	  (sizeof(type) + 63) / 64 * 64 + 0 * sizeof(struct { \
+		_Static_assert(sizeof(type) <= DENSE_BLOCK, "too big for a dense block"); \
+		int x; }), \
+	  NULL }
 
 /* An object (64-byte aligned, contents undefined), or NULL when out of
  * memory. */

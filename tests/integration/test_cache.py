@@ -536,25 +536,34 @@ def test_herd_on_cold_url_makes_one_fetch(corral, origin, framing):
 
 @pytest.mark.concurrency
 @pytest.mark.parametrize("framing", FRAMINGS)
-def test_waiters_of_every_kind_get_their_own_head(corral, origin, framing):
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_waiters_of_every_kind_get_their_own_head(corral, origin, framing, order):
     """The fetch writes a herd's heads from one tail per kind of request
     (version, keep-alive, HEAD: deliver_head_kind), DELIVER_HERD_KINDS (4) of
-    them, and deliver_head_now for the rest: 8 kinds here, 3 waiters each, so
-    both ways are taken. Each waiter gets the framing and Connection header
-    its own request calls for, and its whole body."""
+    them, and deliver_head_now for the rest: 8 kinds here, 3 waiters each.
+    The kinds join one after the other, and the fetch meets the last to join
+    first, so the last four share tails and the first four are written one
+    by one; the reverse order swaps them. Each waiter gets the framing and
+    Connection header its own request calls for, its whole body, and its
+    access log line (what the fetch's thread kept for its own thread)."""
     per_kind = 3
     kinds = [(m, v, conn) for m in ("GET", "HEAD") for v in ("HTTP/1.0", "HTTP/1.1")
              for conn in ("keep-alive", "close")]
+    if order == "reverse":
+        kinds.reverse()
     go = threading.Event()
     origin.route("/kinds", o.staged(BODY, CACHEABLE, framing, before_head=go))
     c = corral()
     first = Herd(c.port, herd_request(origin, "/kinds"), 1, expected=BODY)
     origin.wait_arrivals("/kinds", 1, timeout=TIMEOUT)
-    herds = [Herd(c.port, request(origin, "/kinds", method=m, version=v,
-                                  headers=[("Connection", conn)]),
-                  per_kind, method=m, expected=BODY) for (m, v, conn) in kinds]
+    herds = []
+    for (m, v, conn) in kinds:
+        herds.append(Herd(c.port, request(origin, "/kinds", method=m, version=v,
+                                          headers=[("Connection", conn)]),
+                          per_kind, method=m, expected=BODY))
+        parked = per_kind * len(herds)
+        wait_parked(c, parked, 1 + parked, timeout=30)
     n = 1 + per_kind * len(kinds)
-    wait_parked(c, n - 1, n, timeout=30)
     go.set()
     # keep-alive connections stay open after a complete response: close them
     for h, (m, v, conn) in zip(herds, kinds):
@@ -591,6 +600,16 @@ def test_waiters_of_every_kind_get_their_own_head(corral, origin, framing):
     assert origin.count("/kinds") == 1
     m = metrics_of(c, "cache_herd_heads_total", "cache_coalesced_total")
     assert m == {"cache_herd_heads_total": n - 1, "cache_coalesced_total": n - 1}, m
+
+    # Squid format: ... result/status bytes method url - hierarchy/upstream mime
+    lines = c.wait_log_lines(n)
+    waiters = [l.split() for l in lines if l.split()[3].startswith("TCP_CF_HIT/")]
+    assert len(waiters) == n - 1, lines
+    for f in waiters:
+        assert f[3] == "TCP_CF_HIT/200", f
+        assert f[8] == "HIER_NONE/-" and f[9] == "application/octet-stream", f
+        head_bytes = int(f[4]) - (BODY_SIZE if f[5] == "GET" else 0)
+        assert head_bytes > 100, "bytes %s for a %s: the head's not counted" % (f[4], f[5])
 
 
 # -- 2. waiters stream ----------------------------------------------------------------------
