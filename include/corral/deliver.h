@@ -69,9 +69,10 @@ void deliver_head_now(struct exchange *x, struct entry *e, const char *cache_sta
                       struct delivery *d);
 /* A herd's heads, all sent before the waiters' own memory is touched but
  * for one exchange per kind (on the bench VM the first access to each
- * waiter's idle stack page costs ~12 µs: cache.h). What a head's tail depends on in the request
- * (version, keep-alive, HEAD, Via) is its kind, deliver_head_kind(x), which
- * the waiter notes in its herd node with its socket. deliver_herd_send
+ * waiter's idle stack page costs ~12 µs: cache.h). What a head's tail
+ * depends on in the request (version, keep-alive, HEAD, Via) is its kind,
+ * deliver_head_kind(x), which the waiter notes in its herd node with its
+ * socket. deliver_herd_send
  * writes the head of that kind to fd; the first of each kind is made with
  * its own exchange, *xp (read only then). It returns the kind's index, or
  * -1 when there are more than DELIVER_HERD_KINDS (then deliver_head_now it
