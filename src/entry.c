@@ -332,8 +332,8 @@ static void release_parked(struct entry_parked *p)
  * thread takes readers off it (the links from `first` on are ours).
  * A reader written for whole keeps r->hold on what it was handed until its
  * next hand-out: in transit, freeing lags one pump behind. The passes touch
- * each parked struct twice, not three times: on 1,000 readers' stacks,
- * every pass costs cache misses (a third pass that relinked the list cost
+ * each parked struct twice, not three times: over 1,000 readers (in herd
+ * slots, serve.c, or on their owners' stacks) every pass costs cache misses (a third pass that relinked the list cost
  * 2.5% of a herd's CPU), so each pass prefetches the readers ahead of it.
  * The second pass has a whole send per reader to bring the next one's
  * lines in: with that, the pump's own share of a herd's CPU samples fell

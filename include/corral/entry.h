@@ -59,10 +59,10 @@ struct entry_reader {
 /* A reader caught up with a streaming entry, parked until the fetch's
  * thread has written the next bytes for it (entry_park, entry_pump).
  *
- * Layout: a herd's pump walks a thousand of these, one on each reader's
- * stack, between sendmsg calls that evict them from the cache, so every
- * cache line it touches per reader is a miss (they were 4-5 % of a herd's
- * CPU). What the pump reads and writes comes first, in one line; the
+ * Layout: a herd's pump walks a thousand of these (in herd slots, serve.c,
+ * or on their owners' stacks), between sendmsg calls that evict them from
+ * the cache, so every cache line it touches per reader is a miss (they were
+ * 4-5 % of a herd's CPU). What the pump reads and writes comes first, in one line; the
  * owner's own fields (its writer's state) follow, and `v` points into
  * them, so the writer frames the bytes where the pump put them. */
 #define ENTRY_PARK_IOV 64
