@@ -68,9 +68,9 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 static void log_fields(struct exchange *x, struct entry *e, const char *cache_status)
 {
 	x->cache_status = cache_status;
-	struct strbuf b = strbuf_on(x->upstream, sizeof x->upstream - 1);
+	struct strbuf b = strbuf_on_cstr(x->upstream, sizeof x->upstream);
 	strbuf_str(&b, e->upstream);
-	x->upstream[strbuf_len(&b)] = '\0';
+	strbuf_cstr(&b);
 	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	x->status = e->status;
 }

@@ -95,9 +95,9 @@ void exchange_set_mime(struct exchange *x, const char *ctype)
 		ctype = "-";
 		n = 1;
 	}
-	struct strbuf b = strbuf_on(x->mime, sizeof x->mime - 1);
+	struct strbuf b = strbuf_on_cstr(x->mime, sizeof x->mime);
 	strbuf_mem(&b, ctype, n);
-	x->mime[strbuf_len(&b)] = '\0';
+	strbuf_cstr(&b);
 }
 
 int exchange_reply(struct exchange *x, int status, const char *extra,

@@ -271,7 +271,7 @@ int url_normalise(const struct url *u, char *out, size_t outlen)
 	const char *path = *u->path && *u->path != '#' ? u->path : "/";
 	if (outlen == 0)
 		return -1;
-	struct strbuf b = strbuf_on(out, outlen - 1); /* room for the NUL */
+	struct strbuf b = strbuf_on_cstr(out, outlen);
 	strbuf_str(&b, u->scheme);
 	strbuf_str(&b, v6 ? "://[" : "://");
 	strbuf_str(&b, u->host);
@@ -287,6 +287,5 @@ int url_normalise(const struct url *u, char *out, size_t outlen)
 	strbuf_mem(&b, path, strcspn(path, "#"));
 	if (b.cut)
 		return -1;
-	out[strbuf_len(&b)] = '\0';
-	return (int)strbuf_len(&b);
+	return (int)strbuf_cstr(&b);
 }

@@ -6,7 +6,8 @@
  *
  * Bytes that do not fit are dropped and `cut` is set; the caller decides
  * whether a cut string is an error (the cache key) or fine (a log line).
- * Nothing is NUL-terminated here: strbuf_len gives the length.
+ * Nothing is NUL-terminated but by strbuf_cstr; strbuf_len gives the
+ * length.
  */
 #ifndef CORRAL_STRBUF_H
 #define CORRAL_STRBUF_H
@@ -24,6 +25,20 @@ struct strbuf {
 static inline struct strbuf strbuf_on(char *buf, size_t size)
 {
 	return (struct strbuf){ buf, buf, buf + size, 0 };
+}
+
+/* Build a C string into buf[0, size), size > 0: one byte is kept for the
+ * NUL that strbuf_cstr writes. */
+static inline struct strbuf strbuf_on_cstr(char *buf, size_t size)
+{
+	return strbuf_on(buf, size - 1);
+}
+
+/* NUL-terminate what a strbuf_on_cstr builder made; returns its length. */
+static inline size_t strbuf_cstr(struct strbuf *b)
+{
+	*b->p = '\0';
+	return (size_t)(b->p - b->start);
 }
 
 static inline size_t strbuf_len(const struct strbuf *b)

@@ -73,9 +73,24 @@ static void test_cut(void)
 	CHECK_INT(strbuf_len(&b), 0);
 }
 
+/* A C string: the NUL always fits, even when the text was cut. */
+static void test_cstr(void)
+{
+	char buf[6] = "######";
+	struct strbuf b = strbuf_on_cstr(buf, sizeof buf);
+	strbuf_str(&b, "ab");
+	CHECK_INT(strbuf_cstr(&b), 2);
+	CHECK_STR(buf, "ab");
+	strbuf_str(&b, "cdefgh");
+	CHECK_INT(b.cut, 1);
+	CHECK_INT(strbuf_cstr(&b), 5);
+	CHECK_STR(buf, "abcde");
+}
+
 int main(void)
 {
 	test_builds();
+	test_cstr();
 	test_cut();
 	return check_summary("strbuf");
 }
