@@ -1,8 +1,9 @@
 /*
  * io.h — blocking socket I/O with deadlines, for worker threads.
  *
- * Sockets owned by workers stay in blocking mode; every wait goes through
- * poll() with a timeout, so no worker can be held forever by a peer.
+ * Client sockets are non-blocking (evconnlistener makes them so); every
+ * wait goes through poll() with a timeout, so no worker can be held
+ * forever by a peer.
  */
 #ifndef CORRAL_IO_H
 #define CORRAL_IO_H
