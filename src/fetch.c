@@ -148,30 +148,6 @@ static int append_body(void *arg, const char *p, size_t n)
 	return 0;
 }
 
-/* Content-Length values that disagree (RFC 9112 6.3: the framing is
- * invalid, the response is discarded and the client gets a 502). libcurl
- * would read by the last, the entry said the first. */
-static int lengths_conflict(const struct http_headers *hh)
-{
-	const char *first = NULL;
-	size_t first_n = 0;
-	for (int i = 0; i < hh->n; i++) {
-		if (strcasecmp(hh->v[i].name, "Content-Length") != 0)
-			continue;
-		const char *p = hh->v[i].value, *tok;
-		size_t n;
-		while ((p = http_list_next(p, &tok, &n)) != NULL) {
-			if (first == NULL) {
-				first = tok;
-				first_n = n;
-			} else if (n != first_n || memcmp(tok, first, n) != 0) {
-				return 1;
-			}
-		}
-	}
-	return 0;
-}
-
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
@@ -184,12 +160,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_NOMEM:
 		return 0;
 	case RESPHEAD_FINAL:
-		if (!headers_get(&f->head.headers, "Transfer-Encoding") &&
-		    lengths_conflict(&f->head.headers)) {
-			snprintf(f->why, sizeof f->why,
-			         "the origin sent Content-Length values that disagree");
+		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
 			return 0;
-		}
 		if (publish(f) < 0)
 			return 0;
 		/* libcurl leaves the chunked framing to us (fetch_job), where

@@ -38,6 +38,7 @@ struct fwd {
 	int client_failed;          /* writing to or reading from the client failed */
 	int body_too_large;         /* a chunked upload crossed max_request_body
 	                             * (client_failed is set too) */
+	char bad_framing[160];      /* why the final head was refused, for the 502 */
 };
 
 static size_t read_body(char *buf, size_t size, size_t n, void *ud)
@@ -135,6 +136,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		return len;
 	}
 	case RESPHEAD_FINAL:
+		if (resphead_framing_error(&f->head, f->bad_framing, sizeof f->bad_framing))
+			return 0;
 		if (send_head(f) < 0) {
 			f->client_failed = 1;
 			return 0;
@@ -223,6 +226,9 @@ void forward_run(struct exchange *x)
 		x->close_after = 1;
 		x->status = 0;
 		x->result = "TCP_MISS_ABORTED";
+	} else if (f.bad_framing[0]) {
+		stats_inc(STAT_upstream_errors_total);
+		exchange_error(x, 502, f.bad_framing);
 	} else {
 		char why[512];
 		int status = upstream_failure(h, rc, &u, x->url.host, x->url.port, why, sizeof why);

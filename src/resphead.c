@@ -93,3 +93,50 @@ int resphead_end_to_end(const struct resphead *h, struct http_headers *out)
 	}
 	return 0;
 }
+
+/* Content-Length values that disagree, in one line or across lines. */
+static int lengths_conflict(const struct http_headers *hh)
+{
+	const char *first = NULL;
+	size_t first_n = 0;
+	for (int i = 0; i < hh->n; i++) {
+		if (strcasecmp(hh->v[i].name, "Content-Length") != 0)
+			continue;
+		const char *p = hh->v[i].value, *tok;
+		size_t n;
+		while ((p = http_list_next(p, &tok, &n)) != NULL) {
+			if (first == NULL) {
+				first = tok;
+				first_n = n;
+			} else if (n != first_n || memcmp(tok, first, n) != 0) {
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+const char *resphead_framing_error(const struct resphead *h, char *why, size_t len)
+{
+	const struct http_headers *hh = &h->headers;
+	int has_te = 0;
+	for (int i = 0; i < hh->n; i++) {
+		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") != 0)
+			continue;
+		has_te = 1;
+		const char *p = hh->v[i].value, *tok;
+		size_t n;
+		while ((p = http_list_next(p, &tok, &n)) != NULL) {
+			if (n == 7 && strncasecmp(tok, "chunked", 7) == 0)
+				continue;
+			snprintf(why, len, "the origin sent the transfer coding '%.*s', which corral "
+			         "did not ask for and does not decode", n > 40 ? 40 : (int)n, tok);
+			return why;
+		}
+	}
+	if (!has_te && lengths_conflict(hh)) {
+		snprintf(why, len, "the origin sent Content-Length values that disagree");
+		return why;
+	}
+	return NULL;
+}

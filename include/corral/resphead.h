@@ -36,6 +36,15 @@ void resphead_free(struct resphead *h);
 /* Feed one header line as libcurl delivers it (with its CRLF). */
 enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t len);
 
+/* Whether the final head's framing is one corral can pass on: NULL, or
+ * why not (written to why[0..len)), for a 502. Refused: Content-Length
+ * values that disagree (RFC 9112 6.3: libcurl would read by the last, a
+ * stored entry would say the first), and a transfer coding other than
+ * chunked (corral sends no TE, so an origin must not use one, RFC 9112
+ * 6.1; relaying it with the coding dropped would hand clients, and the
+ * cache, bytes that mean something else). */
+const char *resphead_framing_error(const struct resphead *h, char *why, size_t len);
+
 /* Append the end-to-end headers of `h` to `out`: hop-by-hop headers and the
  * framing (Content-Length, Transfer-Encoding) left out — the sender redoes
  * framing. Returns 0 or -1 (out of memory). */

@@ -35,6 +35,7 @@ metrics.
 """
 
 import collections
+import gzip
 import selectors
 import socket
 import struct
@@ -882,6 +883,34 @@ def test_content_length_values_that_disagree_are_a_502(corral, origin, lengths, 
     assert "content-length values that disagree" in r.text().lower(), r.body
     assert get(c, origin, "/cl").status == 502  # nothing was kept
     assert origin.count("/cl") == 2
+    assert c.alive()
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "gzip"])
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+def test_a_transfer_coding_other_than_chunked_is_a_502(corral, origin, coding, passed):
+    # corral sends no TE, so an origin must use no transfer coding but
+    # chunked (RFC 9112 6.1). Relaying one with the coding dropped would give
+    # the client, and the cache, gzip bytes as the representation itself.
+    inner = gzip.compress(b"hello, coded")
+
+    def handler(req, w):
+        w.send_head(200, "OK", CACHEABLE + [("Content-Type", "text/plain"),
+                                            ("Transfer-Encoding", coding)])
+        if coding.endswith("chunked"):
+            w.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner))
+        else:
+            w.send(inner)
+        w.close()
+    origin.route("/te", handler)
+    c = corral()
+    headers = [("Cache-Control", "no-store")] if passed else []
+    for attempt in (1, 2):
+        r = get(c, origin, "/te", headers=headers)
+        assert r.status == 502, r
+        assert "transfer coding 'gzip'" in r.text(), r.body
+        assert origin.count("/te") == attempt  # nothing was kept
+    assert metric(c, "upstream_errors_total") == 2
     assert c.alive()
 
 
