@@ -86,10 +86,12 @@ static int send_head(struct fwd *f)
 		const char *name = hh->v[i].name;
 		if (http_is_hop_by_hop(hh, name))
 			continue;
-		if (te && strcasecmp(name, "Content-Length") == 0)
-			continue;
+		if (strcasecmp(name, "Content-Length") == 0)
+			continue; /* one, below: repeats agree (resphead_framing_error) */
 		evbuffer_add_printf(out, "%s: %s\r\n", name, hh->v[i].value);
 	}
+	if (cl)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", strtoll(cl, NULL, 10));
 	if (x->cache_status)
 		evbuffer_add_printf(out, "Cache-Status: %s\r\n", x->cache_status);
 	if (!f->no_body && cl == NULL) {
