@@ -2,6 +2,7 @@
  * dense.c — same-sized objects packed in 64 KiB blocks (see dense.h).
  */
 #include "corral/dense.h"
+#include "corral/stats.h"
 
 #include <stdlib.h>
 
@@ -25,6 +26,8 @@ void *dense_get(struct dense_pool *p)
 		 * come off it in address order */
 		char *block = aligned_alloc(4096, DENSE_BLOCK);
 		size_t n = block ? DENSE_BLOCK / p->size : 0;
+		if (block)
+			stats_add(STAT_herd_memory_bytes, DENSE_BLOCK);
 		while (n-- > 0) {
 			void **obj = (void **)(block + n * p->size);
 			*obj = p->free;

@@ -11,7 +11,8 @@
  *
  * Blocks are carved up once and never given back: a pool holds at most as
  * many objects as were ever in use at once (a herd slot is 1.75 KiB: 10,000
- * waiters at once leave 17.5 MiB). Thread-safe (one mutex). Under
+ * waiters at once leave 17.5 MiB; /metrics' herd_memory_bytes counts the
+ * blocks of every pool). Thread-safe (one mutex). Under
  * AddressSanitizer a free object is poisoned but for its link word, so a
  * use after dense_put is reported as one after free() would be.
  */

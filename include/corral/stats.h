@@ -45,6 +45,7 @@
 	X(cache_objects, "entries stored now, hit-for-miss markers included (gauge)") \
 	X(cache_memory_bytes, "bytes charged against [cache] memory now (gauge)") \
 	X(cache_waiters, "requests waiting for a fetch's response head now (gauge)") \
+	X(herd_memory_bytes, "bytes in the pools of herd nodes and slots (dense.c): their peak so far, never given back (gauge)") \
 	X(cache_readers_parked, "readers caught up with a body still arriving, parked until the fetch's thread writes its next bytes for them (gauge)")
 
 enum stat_id {

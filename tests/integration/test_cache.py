@@ -527,6 +527,10 @@ def test_herd_on_cold_url_makes_one_fetch(corral, origin, framing):
                  "cache_misses_total": 1, "cache_coalesced_total": n - 1,
                  "cache_herd_heads_total": n - 1,
                  "cache_stored_total": 1, "cache_waiters": 0, "cache_objects": 1}, m
+    # the waiters' herd nodes and slots came from two pools of 64 KiB blocks,
+    # which keep them
+    pools = metric(c, "herd_memory_bytes")
+    assert pools >= 2 * 65536 and pools % 65536 == 0, pools
 
     # and now it is a plain hit
     r = get(c, origin, "/herd")
