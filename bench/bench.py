@@ -31,6 +31,8 @@ ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "build", "bench")
 CORRALD = os.path.join(ROOT, "build", "corrald")
 WRK_LUA = os.path.join(HERE, "wrk.lua")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from ports import free_port  # noqa: E402 (the tests' helper, found through the path above)
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (1 if QUICK else 3))
@@ -113,23 +115,6 @@ def stop_all():
 
 def on_signal(sig, frame):
     raise SystemExit("bench: stopped by signal %d" % sig)
-
-
-_ports_given = set()
-
-
-def free_port():
-    """A port nothing listens on now and that this process has not handed out
-    before: the kernel may give the same ephemeral port to two binds in a row
-    once the first socket is closed (it did, for a proxy and its admin port)."""
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
 
 
 def wait_port(port, proc=None, timeout=30.0):

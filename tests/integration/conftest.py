@@ -30,6 +30,7 @@ import time
 import pytest
 
 import origin as origin_mod
+from ports import free_port
 from origin import SocketReader, read_head, read_chunked, header_value, header_values
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -76,24 +77,6 @@ def wait_for(predicate, timeout=10, what="condition"):
             raise TimeoutError("timed out after %ss waiting for %s" % (timeout * SCALE, what))
         time.sleep(delay)  # backoff between polls of the predicate, within the deadline
         delay = min(delay * 2, 0.05)
-
-
-_ports_given = set()
-
-
-def free_port():
-    """A port nothing listens on now and that this process has not handed out
-    before: the kernel may give the same ephemeral port to two binds in a row
-    once the first socket is closed (it did, for a proxy and its admin port)."""
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
-
 
 def can_connect(port, host="127.0.0.1"):
     try:
