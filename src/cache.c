@@ -441,6 +441,30 @@ void cache_forget_hfm(struct keyhead *h)
 	release(&v);
 }
 
+int cache_invalidate(const char *key)
+{
+	struct victims v = { .first = NULL };
+	uint64_t hash = hash_key(key);
+	int n = 0;
+	pthread_mutex_lock(&table.lock);
+	struct keyhead *h = table.buckets[hash & (NBUCKETS - 1)];
+	for (; h; h = h->hnext)
+		if (h->hash == hash && strcmp(h->key, key) == 0)
+			break;
+	if (h) {
+		pthread_mutex_lock(&h->lock);
+		while (h->variants) {
+			unlink_locked(h->variants, &v);
+			n++;
+		}
+		pthread_mutex_unlock(&h->lock);
+		head_maybe_free(h);
+	}
+	pthread_mutex_unlock(&table.lock);
+	release(&v);
+	return n;
+}
+
 int cache_grow(struct entry *e, size_t n)
 {
 	struct victims v = { .first = NULL };

@@ -25,6 +25,7 @@
 #include "corral/exchange.h"
 #include "corral/fetch.h"
 #include "corral/forward.h"
+#include "corral/invalidate.h"
 #include "corral/log.h"
 #include "corral/policy.h"
 #include "corral/session.h"
@@ -306,6 +307,8 @@ void cache_serve(struct exchange *x)
 	char key[KEY_MAX];
 
 	if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+		if (!invalidate_method_is_safe(r->method))
+			x->on_response_head = invalidate_after_unsafe;
 		pass(x, "corral; fwd=method");
 		return;
 	}

@@ -145,6 +145,12 @@ void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_out
  * stores. */
 void cache_forget_hfm(struct keyhead *h);
 
+/* Take every stored variant of `key` out (hit-for-miss markers too): a
+ * successful unsafe request changed the resource (RFC 9111 4.4). A fetch
+ * in flight for the key still publishes what it gets. Returns how many
+ * entries went. */
+int cache_invalidate(const char *key);
+
 /* `n` more body bytes arrived in stored entry `e`: charge them, keep the
  * store under its bound. Returns 1 while `e` is stored, 0 once it is not
  * (evicted, or grown past max_object: it is then transit). */

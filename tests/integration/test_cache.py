@@ -922,6 +922,58 @@ def test_a_transfer_coding_other_than_chunked_is_a_502(corral, origin, coding, p
     assert c.alive()
 
 
+@pytest.mark.parametrize("method, status, refs", [
+    ("POST", 200, "near"), ("PUT", 201, "near"), ("DELETE", 204, "near"), ("POST", 303, "near"),
+    ("PATCH", 200, "near"), ("POST", 500, "near"), ("POST", 200, "far")])
+def test_a_successful_unsafe_request_invalidates_what_it_changed(corral, origin, method, status,
+                                                                 refs):
+    # RFC 9111 4.4: a 2xx or 3xx answer to an unsafe method drops the stored
+    # target, and (as Squid does) the same-origin Location and
+    # Content-Location URIs; never another origin's, never on an error.
+    # near: Location absolute, Content-Location a path, both this origin;
+    # far: Location another origin's (localhost), Content-Location absolute.
+    versions = collections.Counter()
+
+    def versioned(req, w):
+        versions[req.path] += 1
+        w.send_response(200, "OK", CACHEABLE, b"v%d of %s" % (versions[req.path],
+                                                               req.path.encode()))
+    for path in ("/inv", "/inv-loc", "/inv-cloc", "/inv-other", "/inv-far"):
+        origin.route(path, versioned)
+    here = "http://127.0.0.1:%d" % origin.port
+    far = "http://localhost:%d/inv-far" % origin.port
+    location, content_location = ((here + "/inv-loc", "/inv-cloc") if refs == "near"
+                                  else (far, here + "/inv-cloc"))
+
+    def changed(req, w):
+        if req.method == "GET":
+            return versioned(req, w)
+        w.send_response(status, "X", [("Location", location),
+                                      ("Content-Location", content_location)], b"")
+    origin.route("/inv", changed)
+    c = corral()
+    urls = {p: here + p for p in ("/inv", "/inv-loc", "/inv-cloc", "/inv-other")}
+    urls["/inv-far"] = far
+    for name, url in urls.items():
+        assert is_stored_miss(status_of(get(c, origin, None, url=url))), name
+        assert is_hit(status_of(get(c, origin, None, url=url))), name
+
+    r = get(c, origin, None, method=method, url=urls["/inv"], headers=[("Content-Length", "0")])
+    assert r.status == status, r
+    changed_paths = set()
+    if status < 400:
+        changed_paths = {"/inv", "/inv-cloc"} | ({"/inv-loc"} if refs == "near" else set())
+    for name, url in urls.items():
+        r = get(c, origin, None, url=url)
+        if name in changed_paths:
+            assert is_stored_miss(status_of(r)), (name, r.headers)
+            assert r.body.startswith(b"v2 of"), (name, r.body)
+        else:
+            assert is_hit(status_of(r)), (name, r.headers)
+            assert r.body.startswith(b"v1 of"), (name, r.body)
+    assert metric(c, "cache_invalidations_total") == len(changed_paths)
+
+
 @pytest.mark.concurrency
 def test_fetch_sends_every_waiter_its_head_at_publish(corral, origin):
     # The fetch writes each parked waiter's response head itself as soon as it
