@@ -85,6 +85,17 @@ static int copy_vary(struct fetch *f, struct entry *e)
 	return 0;
 }
 
+/* A response without Date gets the time it arrived (RFC 9110 6.6.1: a
+ * cache with a clock adds one). Returns 0 or -1 (out of memory). */
+static int add_date(struct entry *e)
+{
+	if (headers_get(&e->headers, "Date"))
+		return 0;
+	char date[POLICY_DATE_LEN];
+	policy_format_date(e->response_time, date);
+	return headers_add(&e->headers, "Date", 4, date, strlen(date));
+}
+
 /* The final head is in: build the entry and publish it. Returns 0 or -1. */
 static int publish(struct fetch *f)
 {
@@ -94,16 +105,16 @@ static int publish(struct fetch *f)
 		return -1;
 	e->status = f->head.status;
 	snprintf(e->reason, sizeof e->reason, "%s", f->head.reason);
+	e->request_time = f->request_time;
+	e->response_time = time(NULL);
 	if (resphead_end_to_end(&f->head, &e->headers) < 0 || copy_vary(f, e) < 0 ||
-	    entry_serialise_head(e) < 0) {
+	    add_date(e) < 0 || entry_serialise_head(e) < 0) {
 		entry_unref(&e);
 		return -1;
 	}
 	const char *cl = headers_get(hh, "Transfer-Encoding") ? NULL
 	                 : headers_get(hh, "Content-Length");
 	e->content_length = cl ? strtoll(cl, NULL, 10) : -1;
-	e->request_time = f->request_time;
-	e->response_time = time(NULL);
 	const char *date = headers_get(hh, "Date");
 	const char *age = headers_get(hh, "Age");
 	e->date_value = date ? policy_parse_date(date) : -1;

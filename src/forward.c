@@ -20,6 +20,7 @@
 #include "corral/config.h"
 #include "corral/exchange.h"
 #include "corral/log.h"
+#include "corral/policy.h"
 #include "corral/stats.h"
 #include "corral/resphead.h"
 #include "corral/upstream.h"
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct fwd {
 	struct exchange *x;
@@ -92,6 +94,11 @@ static int send_head(struct fwd *f)
 	}
 	if (cl)
 		evbuffer_add_printf(out, "Content-Length: %lld\r\n", strtoll(cl, NULL, 10));
+	if (!headers_get(hh, "Date")) { /* RFC 9110 6.6.1: a proxy with a clock adds it */
+		char date[POLICY_DATE_LEN];
+		policy_format_date(time(NULL), date);
+		evbuffer_add_printf(out, "Date: %s\r\n", date);
+	}
 	if (x->cache_status)
 		evbuffer_add_printf(out, "Cache-Status: %s\r\n", x->cache_status);
 	if (!f->no_body && cl == NULL) {

@@ -112,17 +112,25 @@ int64_t policy_parse_date(const char *s)
 	struct tm tm;
 	char mon[4] = "", wk[16] = "";
 	int d, y, H, M, S;
+	int end = -1; /* where the date ended: sscanf counts conversions only,
+	               * so "... +0100" would pass for "... GMT" without it */
 	memset(&tm, 0, sizeof tm);
-	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
+	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT%n", wk, &d, mon, &y, &H, &M, &S,
+	           &end) == 7 && end > 0) {
 		/* IMF-fixdate */
-	} else if (sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT", wk, &d, mon, &y, &H, &M, &S) == 7) {
+	} else if ((end = -1, sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT%n", wk, &d, mon, &y,
+	                              &H, &M, &S, &end) == 7) && end > 0) {
 		if (y < 100) /* RFC 850's two-digit year; some senders write four */
 			y += y < 70 ? 2000 : 1900;
-	} else if (sscanf(s, "%15s %3s %d %d:%d:%d %d", wk, mon, &d, &H, &M, &S, &y) == 7) {
+	} else if ((end = -1, sscanf(s, "%15s %3s %d %d:%d:%d %d%n", wk, mon, &d, &H, &M, &S, &y,
+	                              &end) == 7) && end > 0) {
 		/* asctime */
 	} else {
 		return -1;
 	}
+	s += strspn(s + end, " \t") + (size_t)end;
+	if (*s != '\0')
+		return -1;
 	int m = month_of(mon);
 	if (m < 0 || d < 1 || d > 31 || H > 23 || M > 59 || S > 60 || y < 1970)
 		return -1;
@@ -133,6 +141,17 @@ int64_t policy_parse_date(const char *s)
 	tm.tm_min = M;
 	tm.tm_sec = S;
 	return (int64_t)timegm(&tm);
+}
+
+void policy_format_date(int64_t t, char out[POLICY_DATE_LEN])
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	snprintf(out, POLICY_DATE_LEN, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+	         tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+	         tm.tm_sec);
 }
 
 enum policy_lookup policy_request(const char *method, const struct http_headers *req)
@@ -225,12 +244,22 @@ int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
 	int64_t delay = response_time - request_time;
 	if (delay < 0)
 		delay = 0;
+	/* every term is at most POLICY_AGE_MAX, so no sum overflows */
+	if (age_value > POLICY_AGE_MAX)
+		age_value = POLICY_AGE_MAX;
+	if (delay > POLICY_AGE_MAX)
+		delay = POLICY_AGE_MAX;
+	if (apparent > POLICY_AGE_MAX)
+		apparent = POLICY_AGE_MAX;
 	int64_t corrected_age = (age_value > 0 ? age_value : 0) + delay;
 	int64_t initial = apparent > corrected_age ? apparent : corrected_age;
 	int64_t resident = now - response_time;
 	if (resident < 0)
 		resident = 0;
-	return initial + resident;
+	if (resident > POLICY_AGE_MAX)
+		resident = POLICY_AGE_MAX;
+	int64_t age = initial + resident;
+	return age > POLICY_AGE_MAX ? POLICY_AGE_MAX : age;
 }
 
 int policy_fresh(int64_t freshness_lifetime, int64_t age)

@@ -20,8 +20,19 @@ struct cache_control {
 
 void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc);
 
-/* Parse an HTTP-date (IMF-fixdate, RFC 850, asctime). -1 when invalid. */
+/* Parse an HTTP-date (IMF-fixdate, RFC 850, asctime). -1 when invalid:
+ * anything but GMT, or more after the date, is invalid (RFC 9110 5.6.7), and
+ * an invalid Expires means already expired (RFC 9111 5.3). */
 int64_t policy_parse_date(const char *s);
+
+/* t as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), for the Date a
+ * response without one gets (RFC 9110 6.6.1). */
+#define POLICY_DATE_LEN 32 /* 29 and the NUL; gcc wants room for what it cannot rule out */
+void policy_format_date(int64_t t, char out[POLICY_DATE_LEN]);
+
+/* The largest age corral computes or sends: RFC 9111 1.2.2's 2^31 for a
+ * value too big to represent or a calculation that would overflow. */
+#define POLICY_AGE_MAX 2147483648LL
 
 enum policy_lookup {
 	POLICY_LOOKUP,      /* may be answered from the cache / coalesced */

@@ -35,6 +35,7 @@ metrics.
 """
 
 import collections
+import email.utils
 import gzip
 import selectors
 import socket
@@ -920,6 +921,29 @@ def test_a_transfer_coding_other_than_chunked_is_a_502(corral, origin, coding, p
         assert origin.count("/te") == attempt  # nothing was kept
     assert metric(c, "upstream_errors_total") == 2
     assert c.alive()
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+def test_a_response_without_date_gets_one(corral, origin, passed):
+    # RFC 9110 6.6.1: a cache or proxy with a clock adds Date to a response
+    # that has none, when it stores or forwards it; one that has one keeps it.
+    origin.route("/nodate", o.fixed(headers=CACHEABLE, body=b"undated"))
+    origin.route("/dated", o.fixed(headers=CACHEABLE + [("Date", "Sun, 06 Nov 1994 08:49:37 GMT")],
+                                   body=b"dated"))
+    c = corral()
+    headers = [("Cache-Control", "no-store")] if passed else []
+    for attempt in (1, 2):
+        before = time.time()
+        r = get(c, origin, "/nodate", headers=headers)
+        assert r.status == 200 and r.body == b"undated", r
+        dates = header_values(r.headers, "date")
+        assert len(dates) == 1, r.headers
+        when = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+        assert dates[0].endswith(" GMT") and before - 2 <= when <= time.time() + 1, dates
+        if not passed:
+            assert (is_stored_miss if attempt == 1 else is_hit)(status_of(r))
+    r = get(c, origin, "/dated", headers=headers)
+    assert header_values(r.headers, "date") == ["Sun, 06 Nov 1994 08:49:37 GMT"], r.headers
 
 
 @pytest.mark.parametrize("method, status, refs", [

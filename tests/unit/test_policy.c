@@ -313,6 +313,32 @@ test_dates(void)
 	CHECK_INT(policy_parse_date("Sun Nov  6 08:49:37"), -1);
 	CHECK_INT(policy_parse_date("Sun Nov  6 1994"), -1);
 	CHECK_INT(policy_parse_date("SundaySundaySundaySunday, 06 Nov 1994 08:49:37 GMT"), -1);
+
+	/* only GMT, and nothing after the date but spaces: sscanf's count of
+	 * conversions passed "+0100" for "GMT" */
+	CHECK_INT(policy_parse_date("Thu, 01 Jan 2099 00:00:00 +0100"), -1);
+	CHECK_INT(policy_parse_date("Thu, 01 Jan 2099 00:00:00 UTC"), -1);
+	CHECK_INT(policy_parse_date("Thu, 01 Jan 2099 00:00:00"), -1);
+	CHECK_INT(policy_parse_date("Sun, 06 Nov 1994 08:49:37 GMTx"), -1);
+	CHECK_INT(policy_parse_date("Sun, 06 Nov 1994 08:49:37 GMT garbage"), -1);
+	CHECK_INT(policy_parse_date("Sunday, 06-Nov-94 08:49:37 EST"), -1);
+	CHECK_INT(policy_parse_date("Sun Nov  6 08:49:37 1994 GMT"), -1);
+	CHECK_INT(policy_parse_date("Sun, 06 Nov 1994 08:49:37 GMT  "), 784111777);
+	CHECK_INT(policy_parse_date("Sun Nov  6 08:49:37 1994 "), 784111777);
+
+	/* the Date corral adds: IMF-fixdate, and it reads back */
+	char d[POLICY_DATE_LEN];
+	policy_format_date(784111777, d);
+	CHECK_STR(d, "Sun, 06 Nov 1994 08:49:37 GMT");
+	policy_format_date(0, d);
+	CHECK_STR(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+	policy_format_date(1709164800, d);
+	CHECK_STR(d, "Thu, 29 Feb 2024 00:00:00 GMT");
+	for (int64_t t = 0; t < 4102444800LL; t += 86400LL * 397 + 3671) {
+		policy_format_date(t, d);
+		check(policy_parse_date(d) == t, __FILE__, __LINE__, "%lld -> %s -> %lld",
+		      (long long)t, d, (long long)policy_parse_date(d));
+	}
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -637,6 +663,11 @@ test_age(void)
 	/* no (valid) Date at all */
 	CHECK_INT(policy_age(-1, -1, 1000, 1000, 1500), 500);
 	CHECK_INT(policy_age(-1, 40, 1000, 1001, 1001), 41);
+	/* RFC 9111 1.2.2: an Age too big, or a sum that would overflow, is 2^31 */
+	CHECK_INT(policy_age(-1, INT64_MAX, 999, 1000, 1000), POLICY_AGE_MAX);
+	CHECK_INT(policy_age(-1, INT64_MAX, 0, 1000, 5000), POLICY_AGE_MAX);
+	CHECK_INT(policy_age(-1, 2147483647, 990, 1000, 1100), POLICY_AGE_MAX);
+	CHECK_INT(policy_age(-1, 2147483600, 1000, 1000, 1010), 2147483610);
 	/* our own clock stepped back: neither delay nor residence goes negative */
 	CHECK_INT(policy_age(1000, -1, 1010, 1000, 1000), 0);
 	CHECK_INT(policy_age(1000, -1, 1000, 1000, 900), 0);
