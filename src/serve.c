@@ -19,6 +19,7 @@
  */
 #include "corral/serve.h"
 #include "corral/cache.h"
+#include "corral/conditional.h"
 #include "corral/config.h"
 #include "corral/deliver.h"
 #include "corral/dense.h"
@@ -146,6 +147,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 {
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
+	int conditional = conditional_present(&r->headers);
 	struct timespec deadline = mono_deadline(x->cfg->coalesce_timeout_ms);
 	int waited = 0, in_herd = 0;
 	enum verdict v;
@@ -200,7 +202,9 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				stats_inc(STAT_cache_waiters);
 				exchange_will_block();
 			}
-			if (!in_herd) {
+			if (!in_herd && !conditional) {
+				/* (a request with preconditions is answered on
+				 * its own thread: its head may be a 304) */
 				if (*slot == NULL && (*slot = dense_get(&herd_slots)) != NULL)
 					(*slot)->x = x;
 				w = NULL;
@@ -284,7 +288,14 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		snprintf(status, sizeof status, "corral; fwd=miss; detail=%s", out.not_stored);
 	else
 		snprintf(status, sizeof status, "corral; fwd=miss; stored");
-	deliver(x, out.entry, rd, status, 1);
+	int cond = conditional_present(&x->req.headers)
+	           ? conditional_status(&x->req.headers, out.entry) : 0;
+	if (cond) {
+		stats_inc(STAT_cache_conditional_total);
+		conditional_reply(x, out.entry, rd, cond, status);
+	} else {
+		deliver(x, out.entry, rd, status, 1);
+	}
 	if (!out.not_stored)
 		*used = out.entry;
 	*found = out.entry; /* the caller drops the reference after using `used` */
@@ -297,7 +308,18 @@ static void serve_stored(struct exchange *x, struct entry *e, struct entry_reade
 {
 	x->result = result;
 	x->hierarchy = "HIER_NONE";
-	deliver(x, e, rd, cache_status, 0);
+	int cond = conditional_present(&x->req.headers)
+	           ? conditional_status(&x->req.headers, e) : 0;
+	if (cond) {
+		/* the client's copy is current (304, Squid's TCP_IMS_HIT), or
+		 * a precondition failed (412) */
+		if (cond == 304)
+			x->result = "TCP_IMS_HIT";
+		stats_inc(STAT_cache_conditional_total);
+		conditional_reply(x, e, rd, cond, cache_status);
+	} else {
+		deliver(x, e, rd, cache_status, 0);
+	}
 	x->upstream[0] = '\0';
 }
 

@@ -47,7 +47,7 @@ import pytest
 
 import origin as o
 from conftest import (SANITIZE, SCALE, TIMEOUT, header_value, header_values,
-                      raw_request, wait_for)
+                      raw_request, raw_requests, wait_for)
 from conftest import absolute_request as request
 
 TSAN = "thread" in SANITIZE
@@ -921,6 +921,107 @@ def test_a_transfer_coding_other_than_chunked_is_a_502(corral, origin, coding, p
         assert origin.count("/te") == attempt  # nothing was kept
     assert metric(c, "upstream_errors_total") == 2
     assert c.alive()
+
+
+LAST_MODIFIED = "Sun, 06 Nov 1994 08:49:37 GMT"
+EARLIER = "Sat, 05 Nov 1994 08:49:37 GMT"
+LATER = "Mon, 07 Nov 1994 08:49:37 GMT"
+VALIDATED = CACHEABLE + [("ETag", '"v1"'), ("Last-Modified", LAST_MODIFIED)]
+
+
+@pytest.mark.parametrize("conditions, expected", [
+    ([("If-None-Match", '"v1"')], 304),
+    ([("If-None-Match", 'W/"v1"')], 304),                   # weak comparison
+    ([("If-None-Match", '"x", "v1"')], 304),
+    ([("If-None-Match", '"a,b", "v1"')], 304),              # a tag may hold a comma
+    ([("If-None-Match", "*")], 304),
+    ([("If-None-Match", '"x"')], 200),
+    ([("If-Modified-Since", LAST_MODIFIED)], 304),
+    ([("If-Modified-Since", LATER)], 304),
+    ([("If-Modified-Since", EARLIER)], 200),
+    ([("If-Modified-Since", "yesterday")], 200),            # invalid: ignored
+    ([("If-None-Match", '"x"'), ("If-Modified-Since", LATER)], 200),  # INM decides
+    ([("If-Match", '"v1"')], 200),
+    ([("If-Match", '"x"')], 412),
+    ([("If-Match", 'W/"v1"')], 412),                        # strong comparison
+    ([("If-Match", "*")], 200),
+    ([("If-Unmodified-Since", EARLIER)], 412),
+    ([("If-Unmodified-Since", LAST_MODIFIED)], 200),
+    ([("If-Match", '"x"'), ("If-None-Match", '"v1"')], 412),  # If-Match first
+], ids=lambda v: str(v) if isinstance(v, int) else "+".join("%s:%s" % h for h in v))
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_client_preconditions_are_answered_from_the_cache(corral, origin, conditions, expected,
+                                                           method):
+    # RFC 9110 13.2 / RFC 9111 4.3.2: a browser revalidating its own copy of
+    # a stored response gets a 304 from the cache, not the whole body again,
+    # and a failed If-Match / If-Unmodified-Since a 412.
+    origin.route("/cond", o.fixed(headers=VALIDATED, body=b"the body"))
+    c = corral()
+    assert is_stored_miss(status_of(get(c, origin, "/cond")))
+    r = get(c, origin, "/cond", headers=conditions, method=method)
+    assert r.status == expected, r
+    assert is_hit(status_of(r)), r.headers
+    if expected == 304:
+        assert r.body == b"", r
+        assert header_value(r.headers, "etag") == '"v1"', r.headers
+        assert header_value(r.headers, "last-modified") == LAST_MODIFIED
+        assert header_value(r.headers, "cache-control") == "max-age=60"
+        assert header_value(r.headers, "content-length") is None, r.headers
+        assert header_value(r.headers, "content-type") is None, r.headers
+    elif expected == 200:
+        assert r.body == (b"the body" if method == "GET" else b""), r
+    assert origin.count("/cond") == 1
+    assert metric(c, "cache_conditional_total") == (expected != 200)
+    results = c.wait_log_lines(2)[1].split()[3]
+    assert results == {304: "TCP_IMS_HIT/304", 200: "TCP_MEM_HIT/200",
+                       412: "TCP_MEM_HIT/412"}[expected], results
+
+
+def test_preconditions_on_a_miss_and_on_a_kept_alive_connection(corral, origin):
+    # The request that starts the fetch gets its 304 too, and the entry is
+    # still stored whole for the others; a 304 has no body, so the next
+    # request on the same connection is read right.
+    origin.route("/cond", o.fixed(headers=VALIDATED, body=b"the body"))
+    c = corral()
+    target = "http://127.0.0.1:%d/cond" % origin.port
+    data = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nIf-None-Match: \"v1\"\r\n\r\n"
+            "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+            % (target, origin.port, target, origin.port)).encode()
+    first, second = raw_requests(c.port, data, ["GET", "GET"])
+    assert first.status == 304 and first.body == b"", first
+    assert is_stored_miss(status_of(first)), first.headers
+    assert second.status == 200 and second.body == b"the body", second
+    assert is_hit(status_of(second)), second.headers
+    assert origin.count("/cond") == 1
+    # the origin was asked without the client's precondition
+    assert header_value(origin.requests_for("/cond")[0].headers, "if-none-match") is None
+
+
+@pytest.mark.concurrency
+def test_herd_waiters_with_preconditions_get_their_own_answers(corral, origin):
+    # Waiters with If-None-Match stay off the herd list (their head may be a
+    # 304, not the 200 the fetch sends at publish): the matching ones get a
+    # 304, the others the body; still one fetch.
+    n = SMALL_HERD
+    go = threading.Event()
+    origin.route("/hc", o.staged(BODY, VALIDATED, before_head=go))
+    c = corral()
+    first, rest = start_herd(c, origin, "/hc", n)
+    current = Herd(c.port, request(origin, "/hc", headers=[("Connection", "close"),
+                                                            ("If-None-Match", '"v1"')]), n)
+    stale = Herd(c.port, request(origin, "/hc", headers=[("Connection", "close"),
+                                                          ("If-None-Match", '"v0"')]), n)
+    wait_parked(c, 3 * n - 1, 3 * n, timeout=30)
+    go.set()
+    plain = first.join() + rest.join() + stale.join()
+    assert_all_full(plain)
+    not_modified = current.join()
+    bad = [p for p in not_modified if p.status != 304 or p.body_len != 0]
+    assert not bad, "%d of %d conditional waiters not a bare 304, e.g. %r" % (
+        len(bad), n, bad[:2])
+    assert origin.count("/hc") == 1
+    m = metrics_of(c, "cache_conditional_total", "cache_herd_heads_total")
+    assert m == {"cache_conditional_total": n, "cache_herd_heads_total": n - 1}, m
 
 
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])

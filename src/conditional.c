@@ -1,0 +1,179 @@
+/*
+ * conditional.c — preconditions against a stored response (see
+ * conditional.h).
+ *
+ * Entity tags are compared as RFC 9110 8.8.3.2 says: If-Match strongly (both
+ * strong, same opaque tag), If-None-Match weakly (the W/ prefix ignored).
+ * A tag may hold commas, so the lists are scanned quote to quote, not split
+ * on commas.
+ */
+#include "corral/conditional.h"
+#include "corral/entry.h"
+#include "corral/exchange.h"
+#include "corral/policy.h"
+#include "corral/stats.h"
+#include "corral/strbuf.h"
+
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int conditional_present(const struct http_headers *req)
+{
+	/* on every hit: one pass looking at three characters of each name */
+	for (int i = 0; i < req->n; i++) {
+		const char *n = req->v[i].name;
+		if ((n[0] | 0x20) == 'i' && (n[1] | 0x20) == 'f' && n[2] == '-' &&
+		    (strcasecmp(n, "If-None-Match") == 0 || strcasecmp(n, "If-Modified-Since") == 0 ||
+		     strcasecmp(n, "If-Match") == 0 || strcasecmp(n, "If-Unmodified-Since") == 0))
+			return 1;
+	}
+	return 0;
+}
+
+/* One entity tag of an ETag field: its opaque part (quotes included) and
+ * whether it is weak. Returns 0, or -1 when s is not one. */
+struct etag {
+	const char *tag;
+	size_t len;
+	int weak;
+};
+
+/* The next entity tag (or "*", as a tag of length 0) of a list at *p,
+ * moving *p past it. Returns 1, 0 at the end, -1 on a malformed list. */
+static int next_etag(const char **p, struct etag *t)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == '\t' || *s == ',')
+		s++;
+	if (*s == '\0')
+		return 0;
+	if (*s == '*') {
+		*t = (struct etag){ s, 0, 0 };
+		*p = s + 1;
+		return 1;
+	}
+	t->weak = strncmp(s, "W/", 2) == 0;
+	if (t->weak)
+		s += 2;
+	if (*s != '"')
+		return -1;
+	const char *end = strchr(s + 1, '"');
+	if (end == NULL)
+		return -1;
+	t->tag = s;
+	t->len = (size_t)(end + 1 - s);
+	*p = end + 1;
+	return 1;
+}
+
+/* Does a tag of `list` match the stored ETag `stored` (strong: both strong
+ * and equal; weak: equal ignoring W/)? "*" matches any stored response. */
+static int list_matches(const char *list, const char *stored, int strong)
+{
+	struct etag mine = { NULL, 0, 0 }, t;
+	const char *sp = stored;
+	int have_mine = stored && next_etag(&sp, &mine) == 1 && mine.len > 0;
+	const char *p = list;
+	int rc;
+	while ((rc = next_etag(&p, &t)) == 1) {
+		if (t.len == 0)
+			return 1; /* "*" */
+		if (!have_mine || t.len != mine.len || memcmp(t.tag, mine.tag, t.len) != 0)
+			continue;
+		if (!strong || (!t.weak && !mine.weak))
+			return 1;
+	}
+	return 0;
+}
+
+/* e's Last-Modified, or -1. */
+static int64_t last_modified(const struct entry *e)
+{
+	const char *lm = headers_get(&e->headers, "Last-Modified");
+	return lm ? policy_parse_date(lm) : -1;
+}
+
+int conditional_status(const struct http_headers *req, const struct entry *e)
+{
+	if (e->status < 200 || e->status > 299)
+		return 0;
+	const char *etag = headers_get(&e->headers, "ETag");
+	const char *im = headers_get(req, "If-Match");
+	const char *ius = headers_get(req, "If-Unmodified-Since");
+	const char *inm = headers_get(req, "If-None-Match");
+	const char *ims = headers_get(req, "If-Modified-Since");
+	/* 1, 2: the state the client expects */
+	if (im) {
+		if (!list_matches(im, etag, 1))
+			return 412;
+	} else if (ius) {
+		int64_t since = policy_parse_date(ius), lm = last_modified(e);
+		if (since >= 0 && lm >= 0 && lm > since)
+			return 412;
+	}
+	/* 3, 4: whether the client's copy is current (GET and HEAD only,
+	 * which is all the cache answers) */
+	if (inm)
+		return list_matches(inm, etag, 0) ? 304 : 0;
+	if (ims) {
+		int64_t since = policy_parse_date(ims), lm = last_modified(e);
+		if (since >= 0 && lm >= 0 && lm <= since)
+			return 304;
+	}
+	return 0;
+}
+
+void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader *r, int status,
+                       const char *cache_status)
+{
+	static const char *const kept[] = { "Cache-Control", "Content-Location", "Date", "ETag",
+	                                    "Expires", "Last-Modified", "Vary" };
+	entry_detach(e, r);
+	x->cache_status = cache_status;
+	struct strbuf up = strbuf_on_cstr(x->upstream, sizeof x->upstream);
+	strbuf_str(&up, e->upstream); /* for the log, as deliver's are */
+	strbuf_cstr(&up);
+	if (status == 412) {
+		char extra[160];
+		struct strbuf eb = strbuf_on_cstr(extra, sizeof extra);
+		strbuf_str(&eb, "Cache-Status: ");
+		strbuf_str(&eb, cache_status);
+		strbuf_str(&eb, "\r\n");
+		strbuf_cstr(&eb);
+		exchange_reply(x, 412, extra, "text/plain; charset=utf-8",
+		               "412 Precondition Failed\n", 24);
+		return;
+	}
+	char head[4096 + EXCHANGE_HEAD_END_MAX];
+	struct strbuf b = strbuf_on(head, sizeof head - EXCHANGE_HEAD_END_MAX);
+	strbuf_str(&b, "HTTP/1.1 304 Not Modified\r\n");
+	for (int i = 0; i < e->headers.n; i++) {
+		const struct http_header *h = &e->headers.v[i];
+		for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
+			if (strcasecmp(h->name, kept[k]) == 0) {
+				strbuf_str(&b, h->name);
+				strbuf_str(&b, ": ");
+				strbuf_str(&b, h->value);
+				strbuf_str(&b, "\r\n");
+			}
+		}
+	}
+	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
+	                         time(NULL));
+	strbuf_str(&b, "Age: ");
+	strbuf_u64(&b, (uint64_t)(age < 0 ? 0 : age), 0, ' ');
+	strbuf_str(&b, "\r\nCache-Status: ");
+	strbuf_str(&b, cache_status);
+	strbuf_str(&b, "\r\n");
+	if (b.cut) {
+		exchange_error(x, 500, "the stored response's headers do not fit a 304");
+		return;
+	}
+	size_t n = strbuf_len(&b);
+	n += exchange_head_end(x, head + n, 0);
+	x->status = 304;
+	exchange_set_mime(x, NULL);
+	if (exchange_write(x, head, n) < 0)
+		x->close_after = 1;
+}
