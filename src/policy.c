@@ -158,16 +158,14 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 {
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return POLICY_PASS;
-	if (headers_get(req, "Range"))
-		return POLICY_PASS;
 	struct cache_control cc;
 	policy_parse_cache_control(req, &cc);
-	if (cc.no_store || cc.no_cache || cc.max_age == 0)
-		return POLICY_PASS;
 	const char *pragma = headers_get(req, "Pragma");
-	if (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"))
-		return POLICY_PASS;
-	return POLICY_LOOKUP;
+	int pass = headers_get(req, "Range") || cc.no_store || cc.no_cache || cc.max_age == 0 ||
+	           (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"));
+	if (cc.only_if_cached)
+		return pass ? POLICY_UNANSWERABLE : POLICY_ONLY_STORED;
+	return pass ? POLICY_PASS : POLICY_LOOKUP;
 }
 
 static int status_storable(int status)

@@ -48,6 +48,7 @@ enum verdict {
 	V_PASS_HFM,   /* hit-for-miss: go upstream without coalescing */
 	V_PASS_HEAD,  /* HEAD without a stored GET: forward it */
 	V_TIMEOUT,    /* waited coalesce_timeout: go upstream */
+	V_NOT_STORED, /* only-if-cached and nothing stored to answer with: 504 */
 };
 
 static void pass(struct exchange *x, const char *cache_status)
@@ -55,6 +56,17 @@ static void pass(struct exchange *x, const char *cache_status)
 	stats_inc(STAT_cache_passes_total);
 	x->cache_status = cache_status;
 	forward_run(x);
+}
+
+/* only-if-cached, and the cache has nothing that may answer: a 504, and
+ * nothing goes upstream (RFC 9111 5.2.1.7; Squid logs it TCP_MISS/504). */
+static void not_stored(struct exchange *x)
+{
+	stats_inc(STAT_cache_misses_total);
+	x->result = "TCP_MISS";
+	x->hierarchy = "HIER_NONE";
+	x->cache_status = "corral; fwd=miss; detail=only-if-cached";
+	exchange_error(x, 504, "only-if-cached: no stored response that may answer this request");
 }
 
 /* A waiter on the key's herd list (cache.h): what the fetch's thread writes
@@ -143,7 +155,7 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
  * the herd slot taken when the request first joined a herd, for the caller
  * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                           struct entry **found, struct herd_slot **slot)
+                           struct entry **found, struct herd_slot **slot, int only_stored)
 {
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
@@ -172,7 +184,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		}
 		struct entry *e = cache_lookup(h, &r->headers, time(NULL));
 		if (e && e->hfm) {
-			v = is_head ? V_PASS_HEAD : V_PASS_HFM;
+			v = only_stored ? V_NOT_STORED : is_head ? V_PASS_HEAD : V_PASS_HFM;
 			break;
 		}
 		if (e) {
@@ -218,10 +230,14 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			int rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
 			if (rc == ETIMEDOUT && h->phase == KEY_PENDING_STORE &&
 			    (!in_herd || w->state == HERD_WAITING)) {
-				v = V_TIMEOUT;
+				v = only_stored ? V_NOT_STORED : V_TIMEOUT;
 				break;
 			}
 			continue;
+		}
+		if (only_stored) {
+			v = V_NOT_STORED; /* no fetch for it: only-if-cached */
+			break;
 		}
 		if (is_head) {
 			v = V_PASS_HEAD;
@@ -334,8 +350,13 @@ void cache_serve(struct exchange *x)
 		pass(x, "corral; fwd=method");
 		return;
 	}
-	if (r->has_body || policy_request(r->method, &r->headers) == POLICY_PASS) {
+	enum policy_lookup use = r->has_body ? POLICY_PASS : policy_request(r->method, &r->headers);
+	if (use == POLICY_PASS) {
 		pass(x, "corral; fwd=request");
+		return;
+	}
+	if (use == POLICY_UNANSWERABLE) {
+		not_stored(x);
 		return;
 	}
 	struct keyhead *h = NULL;
@@ -347,7 +368,7 @@ void cache_serve(struct exchange *x)
 	struct entry_reader rd;
 	struct entry *e = NULL, *used = NULL;
 	struct herd_slot *hs;
-	switch (decide(x, h, &rd, &e, &hs)) {
+	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
@@ -383,6 +404,9 @@ void cache_serve(struct exchange *x)
 	case V_TIMEOUT:
 		stats_inc(STAT_cache_coalesce_timeouts_total);
 		pass(x, "corral; fwd=miss; detail=coalesce-timeout");
+		break;
+	case V_NOT_STORED:
+		not_stored(x);
 		break;
 	}
 	cache_head_put(h, used);

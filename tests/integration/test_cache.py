@@ -1024,6 +1024,33 @@ def test_herd_waiters_with_preconditions_get_their_own_answers(corral, origin):
     assert m == {"cache_conditional_total": n, "cache_herd_heads_total": n - 1}, m
 
 
+def test_only_if_cached_is_answered_from_the_cache_or_with_a_504(corral, origin):
+    # RFC 9111 5.2.1.7: a stored response, or 504; never the origin.
+    origin.route("/oic", o.fixed(headers=CACHEABLE, body=b"stored"))
+    origin.route("/oic-hfm", o.fixed(headers=NO_STORE, body=b"never stored"))
+    c = corral()
+    oic = [("Cache-Control", "only-if-cached")]
+    for method in ("GET", "HEAD"):
+        r = get(c, origin, "/oic", headers=oic, method=method)
+        assert r.status == 504, r
+        if method == "GET":
+            assert b"only-if-cached" in r.body, r.body
+    assert origin.count("/oic") == 0
+    assert get(c, origin, "/oic").status == 200
+    r = get(c, origin, "/oic", headers=oic)
+    assert r.status == 200 and r.body == b"stored" and is_hit(status_of(r)), r
+    # with what rules a stored response out, nothing may answer
+    for extra in ([("Cache-Control", "no-cache")], [("Range", "bytes=0-1")]):
+        assert get(c, origin, "/oic", headers=oic + extra).status == 504
+    assert origin.count("/oic") == 1
+    # a hit-for-miss marker is not a stored response
+    assert get(c, origin, "/oic-hfm").status == 200
+    assert get(c, origin, "/oic-hfm", headers=oic).status == 504
+    assert origin.count("/oic-hfm") == 1
+    results = [l.split()[3] for l in c.wait_log_lines(8)]
+    assert results.count("TCP_MISS/504") == 5, results
+
+
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
 def test_a_response_without_date_gets_one(corral, origin, passed):
     # RFC 9110 6.6.1: a cache or proxy with a clock adds Date to a response

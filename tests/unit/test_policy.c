@@ -355,6 +355,20 @@ test_request(void)
 	CHECK_INT(policy_request("OPTIONS", &req), POLICY_PASS);
 	CHECK_INT(policy_request("PATCH", &req), POLICY_PASS);
 	CHECK_INT(policy_request("get", &req), POLICY_PASS); /* methods are case-sensitive */
+
+	/* only-if-cached: the cache or a 504, never the origin */
+	H(&req, "Cache-Control: only-if-cached");
+	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
+	CHECK_INT(policy_request("HEAD", &req), POLICY_ONLY_STORED);
+	CHECK_INT(policy_request("POST", &req), POLICY_PASS);
+	H(&req, "Cache-Control: max-stale, only-if-cached");
+	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
+	H(&req, "Cache-Control: only-if-cached, no-cache");
+	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
+	H(&req, "Cache-Control: only-if-cached", "Range: bytes=0-1");
+	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
+	H(&req, "Cache-Control: max-age=0, only-if-cached");
+	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
 	CHECK_INT(policy_request("GETX", &req), POLICY_PASS);
 	CHECK_INT(policy_request("", &req), POLICY_PASS);
 	headers_free(&req);
@@ -379,8 +393,10 @@ test_request(void)
 	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-age=x"); /* invalid: treated as 0 */
 	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
-	H(&req, "Cache-Control: max-stale, min-fresh=5, only-if-cached");
+	H(&req, "Cache-Control: max-stale, min-fresh=5");
 	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	H(&req, "Cache-Control: max-stale, min-fresh=5, only-if-cached");
+	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
 	H(&req, "Cache-Control: public", "Cache-Control: no-cache");
 	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
 	H(&req, "Cache-Control: no-store");
