@@ -161,11 +161,12 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 	struct cache_control cc;
 	policy_parse_cache_control(req, &cc);
 	const char *pragma = headers_get(req, "Pragma");
-	int pass = headers_get(req, "Range") || cc.no_store || cc.no_cache || cc.max_age == 0 ||
-	           (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"));
+	int pass = headers_get(req, "Range") || cc.no_store;
+	int reload = cc.no_cache || cc.max_age == 0 ||
+	             (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"));
 	if (cc.only_if_cached)
-		return pass ? POLICY_UNANSWERABLE : POLICY_ONLY_STORED;
-	return pass ? POLICY_PASS : POLICY_LOOKUP;
+		return pass || reload ? POLICY_UNANSWERABLE : POLICY_ONLY_STORED;
+	return pass ? POLICY_PASS : reload ? POLICY_REFRESH : POLICY_LOOKUP;
 }
 
 static int status_storable(int status)

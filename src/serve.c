@@ -155,8 +155,12 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
  * the herd slot taken when the request first joined a herd, for the caller
  * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                           struct entry **found, struct herd_slot **slot, int only_stored)
+                           struct entry **found, struct herd_slot **slot, int only_stored,
+                           int refresh)
 {
+	/* refresh: the stored copy found first, which must not answer (a
+	 * reference, so that no other entry can take its address) */
+	struct entry *stale = NULL;
 	const struct request *r = &x->req;
 	int is_head = strcmp(r->method, "HEAD") == 0;
 	int conditional = conditional_present(&r->headers);
@@ -183,6 +187,12 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			}
 		}
 		struct entry *e = cache_lookup(h, &r->headers, time(NULL));
+		if (refresh && e && !e->hfm && !waited && stale == NULL) {
+			stale = e;
+			entry_ref(stale);
+		}
+		if (e && e == stale)
+			e = NULL; /* a reload: a fetch under way, or our own */
 		if (e && e->hfm) {
 			v = only_stored ? V_NOT_STORED : is_head ? V_PASS_HEAD : V_PASS_HFM;
 			break;
@@ -251,6 +261,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		cache_herd_leave(h, w); /* still HERD_WAITING: the loop handles the rest */
 	pthread_mutex_unlock(&h->lock);
 unlocked:
+	entry_unref(&stale);
 	if (waited)
 		stats_add(STAT_cache_waiters, -1);
 	if (v != V_HERD && *slot) {
@@ -280,8 +291,11 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 /* This request caused the fetch: wait for its outcome (no timeout — the
  * fetch has the upstream timeouts), then read the entry like everyone. */
 static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                        struct entry **found, struct entry **used)
+                        struct entry **found, struct entry **used, int refresh)
 {
+	/* a reload's fetch (RFC 9211's fwd=request; Squid's
+	 * TCP_CLIENT_REFRESH_MISS) stores over the copy it replaces */
+	const char *fwd = refresh ? "request" : "miss";
 	struct fetch_outcome out = { .done = 0 };
 	exchange_will_block();
 	fetch_start(x, h, rd, &out);
@@ -290,7 +304,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		pthread_cond_wait(&h->changed, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 
-	x->result = "TCP_MISS";
+	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS" : "TCP_MISS";
 	x->hierarchy = "HIER_DIRECT";
 	if (out.entry == NULL) {
 		x->hierarchy = "HIER_NONE";
@@ -301,9 +315,9 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	}
 	char status[96];
 	if (out.not_stored)
-		snprintf(status, sizeof status, "corral; fwd=miss; detail=%s", out.not_stored);
+		snprintf(status, sizeof status, "corral; fwd=%s; detail=%s", fwd, out.not_stored);
 	else
-		snprintf(status, sizeof status, "corral; fwd=miss; stored");
+		snprintf(status, sizeof status, "corral; fwd=%s; stored", fwd);
 	int cond = conditional_present(&x->req.headers)
 	           ? conditional_status(&x->req.headers, out.entry) : 0;
 	if (cond) {
@@ -351,7 +365,8 @@ void cache_serve(struct exchange *x)
 		return;
 	}
 	enum policy_lookup use = r->has_body ? POLICY_PASS : policy_request(r->method, &r->headers);
-	if (use == POLICY_PASS) {
+	int is_head = strcmp(r->method, "HEAD") == 0;
+	if (use == POLICY_PASS || (use == POLICY_REFRESH && is_head)) {
 		pass(x, "corral; fwd=request");
 		return;
 	}
@@ -368,7 +383,8 @@ void cache_serve(struct exchange *x)
 	struct entry_reader rd;
 	struct entry *e = NULL, *used = NULL;
 	struct herd_slot *hs;
-	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED)) {
+	int refresh = use == POLICY_REFRESH;
+	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED, refresh)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
@@ -389,7 +405,7 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_FETCH:
 		stats_inc(STAT_cache_misses_total);
-		serve_fetch(x, h, &rd, &e, &used);
+		serve_fetch(x, h, &rd, &e, &used, refresh);
 		break;
 	case V_PASS_HFM:
 		/* straight upstream, in parallel with the others; a storable

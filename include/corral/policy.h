@@ -36,7 +36,9 @@ void policy_format_date(int64_t t, char out[POLICY_DATE_LEN]);
 
 enum policy_lookup {
 	POLICY_LOOKUP,      /* may be answered from the cache / coalesced */
-	POLICY_PASS,        /* go upstream, do not store (method, Range, no-store, no-cache) */
+	POLICY_PASS,        /* go upstream, do not store (method, Range, no-store) */
+	POLICY_REFRESH,     /* a reload (no-cache, max-age=0, Pragma: no-cache): not
+	                       answered from what is stored; its fetch stores anew */
 	POLICY_ONLY_STORED, /* only-if-cached: a stored response (or the fetch under
 	                       way for one), else 504; never a fetch of its own */
 	POLICY_UNANSWERABLE,/* only-if-cached with what would pass (Range, no-cache,
@@ -44,7 +46,7 @@ enum policy_lookup {
 };
 
 /* May this request use the cache (and coalesce)? GET or HEAD, no Range, no
- * request no-store; no-cache / max-age=0 / Pragma: no-cache go upstream;
+ * request no-store; no-cache / max-age=0 / Pragma: no-cache refresh;
  * only-if-cached never does (other methods than GET and HEAD pass all the
  * same: only-if-cached is about responses the cache could have). */
 enum policy_lookup policy_request(const char *method, const struct http_headers *req);

@@ -410,8 +410,8 @@ def test_upstream_connections_reused_by_concurrent_requests(corral, origin):
     clients = [c.client() for _ in range(n)]
     try:
         for k in range(rounds):
-            for cl in clients:  # no-cache: passed, not coalesced by the cache
-                cl.send(request(origin, "/conc", headers=[("Cache-Control", "no-cache")]))
+            for cl in clients:  # no-store: passed, not coalesced by the cache
+                cl.send(request(origin, "/conc", headers=[("Cache-Control", "no-store")]))
             origin.wait_arrivals("/conc", n * (k + 1))
             release[k].set()
             assert [cl.read_response().body for cl in clients] == [b"held"] * n

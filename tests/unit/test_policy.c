@@ -383,32 +383,37 @@ test_request(void)
 	/* request Cache-Control */
 	H(&req, "Cache-Control: no-store");
 	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	/* a reload: not answered from the store, and its fetch stores anew */
 	H(&req, "Cache-Control: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-age=0");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-stale=10, MAX-AGE=0");
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	H(&req, "Cache-Control: no-cache, no-store"); /* no-store wins: pass */
+	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	H(&req, "Cache-Control: no-cache", "Range: bytes=0-1");
 	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
 	H(&req, "Cache-Control: max-age=10");
 	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-age=x"); /* invalid: treated as 0 */
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-stale, min-fresh=5");
 	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-stale, min-fresh=5, only-if-cached");
 	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
 	H(&req, "Cache-Control: public", "Cache-Control: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: no-store");
 	CHECK_INT(policy_request("POST", &req), POLICY_PASS);
 
 	/* Pragma: no-cache counts only without Cache-Control (RFC 9111 5.4) */
 	H(&req, "Pragma: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "pragma: No-Cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Pragma: foo, no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
 	H(&req, "Pragma: foo");
 	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
 	H(&req, "Pragma: no-cache", "Cache-Control: max-age=10");
