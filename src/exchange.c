@@ -142,9 +142,9 @@ void exchange_error(struct exchange *x, int status, const char *why)
 
 /* Left out of a TRACE echo besides the hop-by-hop fields: credentials
  * (RFC 9110 9.3.8: TRACE should exclude sensitive fields). */
-static int trace_hides(const struct http_headers *h, const char *name)
+static int trace_hides(const struct http_hop *hop, const char *name)
 {
-	return http_is_hop_by_hop(h, name) || strcasecmp(name, "Authorization") == 0 ||
+	return http_hop_has(hop, name) || strcasecmp(name, "Authorization") == 0 ||
 	       strcasecmp(name, "Cookie") == 0;
 }
 
@@ -163,8 +163,10 @@ static void answer_locally(struct exchange *x)
 	struct evbuffer *b = evbuffer_new();
 	evbuffer_add_printf(b, "%s %s HTTP/%d.%d\r\n", r->method, r->url, r->http_major,
 	                    r->http_minor);
+	struct http_hop hop;
+	http_hop_init(&hop, &r->headers); /* checked when the head was read */
 	for (int i = 0; i < r->headers.n; i++)
-		if (!trace_hides(&r->headers, r->headers.v[i].name))
+		if (!trace_hides(&hop, r->headers.v[i].name))
 			evbuffer_add_printf(b, "%s: %s\r\n", r->headers.v[i].name,
 			                    r->headers.v[i].value);
 	evbuffer_add(b, "\r\n", 2);

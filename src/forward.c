@@ -84,15 +84,17 @@ static int send_head(struct fwd *f)
 	f->no_body = strcmp(r->method, "HEAD") == 0 || status < 200 ||
 	             status == 204 || status == 304;
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, f->head.reason);
+	struct http_hop hop;
+	http_hop_init(&hop, hh); /* at most the max: resphead_framing_error */
 	for (int i = 0; i < hh->n; i++) {
 		const char *name = hh->v[i].name;
-		if (http_is_hop_by_hop(hh, name))
+		if (http_hop_has(&hop, name))
 			continue;
 		if (strcasecmp(name, "Content-Length") == 0)
 			continue; /* one, below: repeats agree (resphead_framing_error) */
 		evbuffer_add_printf(out, "%s: %s\r\n", name, hh->v[i].value);
 	}
-	if (cl)
+	if (cl && status != 204) /* RFC 9110 8.6: never in a 204 */
 		evbuffer_add_printf(out, "Content-Length: %lld\r\n", strtoll(cl, NULL, 10));
 	if (!headers_get(hh, "Date")) { /* RFC 9110 6.6.1: a proxy with a clock adds it */
 		char date[POLICY_DATE_LEN];
@@ -118,6 +120,28 @@ static int send_head(struct fwd *f)
 	return rc;
 }
 
+/* A 1xx head to the client with its end-to-end fields (a 103's Link is the
+ * point of it). Returns 0 or -1. */
+static int send_interim(struct exchange *x, const struct resphead *h)
+{
+	struct http_hop hop;
+	if (h->bad || http_hop_init(&hop, &h->headers) < 0)
+		return 0; /* one the final head's checks would refuse: dropped */
+	struct evbuffer *out = evbuffer_new();
+	if (out == NULL)
+		return -1;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", h->status, h->reason);
+	for (int i = 0; i < h->headers.n; i++)
+		if (!http_hop_has(&hop, h->headers.v[i].name))
+			evbuffer_add_printf(out, "%s: %s\r\n", h->headers.v[i].name,
+			                    h->headers.v[i].value);
+	evbuffer_add(out, "\r\n", 2);
+	size_t len = evbuffer_get_length(out);
+	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
+	evbuffer_free(out);
+	return rc;
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fwd *f = ud;
@@ -133,14 +157,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		 * ourselves) and 101 (no upgrades) */
 		const struct request *r = &f->x->req;
 		int status = f->head.status;
-		if (status != 100 && status != 101 && r->http_minor >= 1) {
-			char line[160];
-			int m = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n\r\n", status,
-			                 f->head.reason);
-			if (exchange_write(f->x, line, (size_t)m) < 0) {
-				f->client_failed = 1;
-				return 0;
-			}
+		if (status != 100 && status != 101 && r->http_minor >= 1 &&
+		    send_interim(f->x, &f->head) < 0) {
+			f->client_failed = 1;
+			return 0;
 		}
 		return len;
 	}

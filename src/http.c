@@ -140,14 +140,32 @@ static const char *const hop_by_hop[] = {
 	"Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
 };
 
-int http_is_hop_by_hop(const struct http_headers *h, const char *name)
+int http_hop_init(struct http_hop *hop, const struct http_headers *h)
+{
+	hop->n = 0;
+	for (int i = 0; i < h->n; i++) {
+		if (strcasecmp(h->v[i].name, "Connection") != 0)
+			continue;
+		const char *p = h->v[i].value, *tok;
+		size_t len;
+		while ((p = http_list_next(p, &tok, &len)) != NULL) {
+			if (hop->n == HTTP_CONNECTION_OPTIONS_MAX)
+				return -1;
+			hop->opt[hop->n].p = tok;
+			hop->opt[hop->n++].len = len;
+		}
+	}
+	return 0;
+}
+
+int http_hop_has(const struct http_hop *hop, const char *name)
 {
 	for (size_t i = 0; i < sizeof hop_by_hop / sizeof hop_by_hop[0]; i++)
 		if (strcasecmp(name, hop_by_hop[i]) == 0)
 			return 1;
-	for (int i = 0; i < h->n; i++)
-		if (strcasecmp(h->v[i].name, "Connection") == 0 &&
-		    http_list_has(h->v[i].value, name))
+	size_t n = strlen(name);
+	for (int i = 0; i < hop->n; i++)
+		if (hop->opt[i].len == n && strncasecmp(hop->opt[i].p, name, n) == 0)
 			return 1;
 	return 0;
 }

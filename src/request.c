@@ -94,6 +94,59 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 	return count_head(r, len);
 }
 
+/* A Host value: uri-host [ ":" port ], nothing that could make it name
+ * another authority or break a line (RFC 9112 3.2, RFC 3986 3.2.2). */
+static int host_valid(const char *v)
+{
+	if (*v == '\0')
+		return 1; /* empty: allowed when the target has no authority */
+	for (; *v; v++)
+		if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x7f ||
+		    strchr("@/?#\\\"<>{}|^`", *v))
+			return 0;
+	return 1;
+}
+
+/* What llhttp leaves to us once the head is in (-1 with the answer set). */
+static int check_head(struct request *r)
+{
+	const struct http_headers *h = &r->headers;
+	struct http_hop hop;
+	if (http_hop_init(&hop, h) < 0)
+		return fail(r, 400, "more than 32 Connection options");
+	/* RFC 9112 3.2: one Host, valid, and one at all in HTTP/1.1 */
+	int hosts = 0;
+	for (int i = 0; i < h->n; i++) {
+		if (strcasecmp(h->v[i].name, "Host") != 0)
+			continue;
+		if (++hosts > 1)
+			return fail(r, 400, "more than one Host header");
+		if (!host_valid(h->v[i].value))
+			return fail(r, 400, "the Host header is not a valid host[:port]");
+	}
+	if (hosts == 0 && r->http_major == 1 && r->http_minor >= 1)
+		return fail(r, 400, "an HTTP/1.1 request without a Host header");
+	/* llhttp refuses a body whose last coding is not chunked; one before
+	 * it (gzip, chunked) corral would pass on undecoded (RFC 9112 6.1:
+	 * 501 for a transfer coding not understood) */
+	if (r->chunked) {
+		for (int i = 0; i < h->n; i++) {
+			if (strcasecmp(h->v[i].name, "Transfer-Encoding") != 0)
+				continue;
+			const char *p = h->v[i].value, *tok;
+			size_t n;
+			while ((p = http_list_next(p, &tok, &n)) != NULL)
+				if (n != 7 || strncasecmp(tok, "chunked", 7) != 0)
+					return fail(r, 501, "a transfer coding other than chunked");
+		}
+		/* RFC 9112 6.1: HTTP/1.0 with Transfer-Encoding: the framing is
+		 * faulty; serve it, then close */
+		if (r->http_major == 1 && r->http_minor == 0)
+			r->keep_alive = 0;
+	}
+	return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	struct request *r = req_of(p);
@@ -109,8 +162,10 @@ static int on_headers_complete(llhttp_t *p)
 	r->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
 	r->has_body = r->chunked || r->content_length > 0;
 	const char *expect = headers_get(&r->headers, "Expect");
-	r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
-	return 0;
+	/* an HTTP/1.0 client cannot take a 100 (RFC 9110 10.1.1): ignore it */
+	r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0 &&
+	                     (r->http_major > 1 || r->http_minor > 0);
+	return check_head(r);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)

@@ -20,11 +20,37 @@ void resphead_free(struct resphead *h)
 	headers_free(&h->headers);
 }
 
+/* Control characters but HTAB as spaces, in place (RFC 9112 2.2: a bare CR
+ * is invalid or a space; so is any other CTL for the clients behind us). */
+static void ctl_to_space(char *s)
+{
+	for (; *s; s++)
+		if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f)
+			*s = ' ';
+}
+
+/* A field name: 1*tchar (RFC 9110 5.6.2). */
+static int is_token(const char *s, size_t n)
+{
+	static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+		      (c != '\0' && strchr(tchar_punct, c))))
+			return 0;
+	}
+	return 1;
+}
+
 static void status_line(struct resphead *h, const char *buf, size_t l)
 {
 	headers_free(&h->headers);
 	headers_init(&h->headers);
 	h->in_head = 1;
+	h->bytes = 0;
+	h->bad = NULL;
 	const char *sp = memchr(buf, ' ', l);
 	h->status = sp ? atoi(sp + 1) : 0;
 	const char *rs = sp ? memchr(sp + 1, ' ', l - (size_t)(sp + 1 - buf)) : NULL;
@@ -36,6 +62,7 @@ static void status_line(struct resphead *h, const char *buf, size_t l)
 	h->reason[rlen] = '\0';
 	if (rlen == 0)
 		snprintf(h->reason, sizeof h->reason, "%s", http_reason(h->status));
+	ctl_to_space(h->reason);
 }
 
 enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t len)
@@ -51,6 +78,11 @@ enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t le
 	}
 	if (!h->in_head)
 		return RESPHEAD_MORE;
+	h->bytes += len;
+	if (h->bytes > RESPHEAD_MAX && l > 0) {
+		h->bad = "the origin's response head is larger than 64 KiB";
+		return RESPHEAD_MORE; /* kept no more: linear whatever comes */
+	}
 	if (l == 0) {
 		h->in_head = 0;
 		if (h->status >= 100 && h->status < 200)
@@ -68,23 +100,33 @@ enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t le
 		v[old] = ' ';
 		memcpy(v + old + 1, buf + 1, l - 1);
 		v[old + l] = '\0';
+		ctl_to_space(v);
 		last->value = v;
 		return RESPHEAD_MORE;
 	}
 	const char *colon = memchr(buf, ':', l);
 	if (colon == NULL || colon == buf)
 		return RESPHEAD_MORE; /* not a header line: drop it */
+	if (!is_token(buf, (size_t)(colon - buf))) {
+		h->bad = "the origin sent a header field name that is not a token, or with "
+		         "whitespace before its colon";
+		return RESPHEAD_MORE;
+	}
 	if (headers_add(&h->headers, buf, (size_t)(colon - buf), colon + 1,
 	                l - (size_t)(colon + 1 - buf)) < 0)
 		return RESPHEAD_NOMEM;
+	ctl_to_space(h->headers.v[h->headers.n - 1].value);
 	return RESPHEAD_MORE;
 }
 
 int resphead_end_to_end(const struct resphead *h, struct http_headers *out)
 {
+	struct http_hop hop;
+	if (http_hop_init(&hop, &h->headers) < 0)
+		return -1; /* resphead_framing_error refuses it first */
 	for (int i = 0; i < h->headers.n; i++) {
 		const char *name = h->headers.v[i].name, *value = h->headers.v[i].value;
-		if (http_is_hop_by_hop(&h->headers, name) ||
+		if (http_hop_has(&hop, name) ||
 		    strcasecmp(name, "Content-Length") == 0 ||
 		    strcasecmp(name, "Transfer-Encoding") == 0)
 			continue;
@@ -94,8 +136,9 @@ int resphead_end_to_end(const struct resphead *h, struct http_headers *out)
 	return 0;
 }
 
-/* Content-Length values that disagree, in one line or across lines. */
-static int lengths_conflict(const struct http_headers *hh)
+/* Content-Length values: 0 when all are 1*DIGIT (18 digits at most: an
+ * int64) and the same, 1 when they disagree, -1 when one is invalid. */
+static int lengths_check(const struct http_headers *hh)
 {
 	const char *first = NULL;
 	size_t first_n = 0;
@@ -104,7 +147,14 @@ static int lengths_conflict(const struct http_headers *hh)
 			continue;
 		const char *p = hh->v[i].value, *tok;
 		size_t n;
+		int any = 0;
 		while ((p = http_list_next(p, &tok, &n)) != NULL) {
+			any = 1;
+			for (size_t k = 0; k < n; k++)
+				if (tok[k] < '0' || tok[k] > '9')
+					return -1;
+			if (n > 18)
+				return -1;
 			if (first == NULL) {
 				first = tok;
 				first_n = n;
@@ -112,6 +162,8 @@ static int lengths_conflict(const struct http_headers *hh)
 				return 1;
 			}
 		}
+		if (!any)
+			return -1; /* "Content-Length:" with no value */
 	}
 	return 0;
 }
@@ -120,6 +172,16 @@ const char *resphead_framing_error(const struct resphead *h, char *why, size_t l
 {
 	const struct http_headers *hh = &h->headers;
 	int has_te = 0;
+	struct http_hop hop;
+	if (h->bad) {
+		snprintf(why, len, "%s", h->bad);
+		return why;
+	}
+	if (http_hop_init(&hop, hh) < 0) {
+		snprintf(why, len, "the origin sent more than %d Connection options",
+		         HTTP_CONNECTION_OPTIONS_MAX);
+		return why;
+	}
 	for (int i = 0; i < hh->n; i++) {
 		if (strcasecmp(hh->v[i].name, "Transfer-Encoding") != 0)
 			continue;
@@ -134,8 +196,10 @@ const char *resphead_framing_error(const struct resphead *h, char *why, size_t l
 			return why;
 		}
 	}
-	if (!has_te && lengths_conflict(hh)) {
-		snprintf(why, len, "the origin sent Content-Length values that disagree");
+	int lengths = has_te ? 0 : lengths_check(hh);
+	if (lengths != 0) {
+		snprintf(why, len, lengths > 0 ? "the origin sent Content-Length values that disagree"
+		                               : "the origin sent an invalid Content-Length");
 		return why;
 	}
 	return NULL;

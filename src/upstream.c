@@ -7,6 +7,7 @@
  * its own short critical sections, never across network I/O.
  */
 #include "corral/upstream.h"
+#include "corral/strbuf.h"
 #include "corral/log.h"
 
 #include <arpa/inet.h>
@@ -232,37 +233,59 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 	}
 }
 
-static struct curl_slist *slist_append_or_free(struct curl_slist *l, const char *line)
+/* curl's header list, built at its end in constant time (curl_slist_append
+ * walks the list from where it is given: from the first node, a head of
+ * many fields would cost quadratic time). */
+struct slist {
+	struct curl_slist *first, *last;
+};
+
+static int slist_line(struct slist *l, const char *line)
 {
-	struct curl_slist *n = curl_slist_append(l, line);
+	struct curl_slist *n = curl_slist_append(l->last, line);
 	if (n == NULL)
-		curl_slist_free_all(l);
-	return n;
+		return -1;
+	l->last = l->last ? l->last->next : n;
+	if (l->first == NULL)
+		l->first = n;
+	return 0;
 }
 
-/* "Name: value" for curl's header list; an empty value needs "Name;". */
-static struct curl_slist *slist_add(struct curl_slist *l, const char *name, const char *value)
+/* "Name: value" for curl's header list; an empty value needs "Name;". Any
+ * length: a value is never cut (a line buffer cut 60 KB cookies to 8 KB). */
+static int slist_add(struct slist *l, const char *name, const char *value)
 {
-	char line[8192];
-	if (*value)
-		snprintf(line, sizeof line, "%s: %s", name, value);
-	else
-		snprintf(line, sizeof line, "%s;", name);
-	return slist_append_or_free(l, line);
+	char small[1024];
+	size_t need = strlen(name) + strlen(value) + 3;
+	char *line = need <= sizeof small ? small : malloc(need);
+	if (line == NULL)
+		return -1;
+	struct strbuf b = strbuf_on_cstr(line, need);
+	strbuf_str(&b, name);
+	strbuf_str(&b, *value ? ": " : ";");
+	strbuf_str(&b, value);
+	strbuf_cstr(&b);
+	int rc = slist_line(l, line);
+	if (line != small)
+		free(line);
+	return rc;
 }
 
 int upstream_request_headers(const char *method, const struct http_headers *headers,
                              int has_body, int via, int for_cache,
                              struct curl_slist **out)
 {
-	struct curl_slist *l = NULL;
+	struct slist l = { NULL, NULL };
 	int has_accept = 0;
 	int max_fwd_method = strcmp(method, "TRACE") == 0 || strcmp(method, "OPTIONS") == 0;
 	*out = NULL;
+	struct http_hop hop;
+	if (http_hop_init(&hop, headers) < 0)
+		return -1; /* request.c refused it already */
 	for (int i = 0; i < headers->n; i++) {
 		const char *name = headers->v[i].name, *value = headers->v[i].value;
 		char dec[24];
-		if (http_is_hop_by_hop(headers, name) || strcasecmp(name, "Host") == 0 ||
+		if (http_hop_has(&hop, name) || strcasecmp(name, "Host") == 0 ||
 		    strcasecmp(name, "Expect") == 0 ||
 		    (has_body && strcasecmp(name, "Content-Length") == 0) ||
 		    (for_cache && strncasecmp(name, "If-", 3) == 0))
@@ -277,16 +300,17 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 			snprintf(dec, sizeof dec, "%ld", v > 0 ? v - 1 : 0);
 			value = dec;
 		}
-		if ((l = slist_add(l, name, value)) == NULL)
-			return -1;
+		if (slist_add(&l, name, value) < 0)
+			goto nomem;
 	}
-	if (via && (l = slist_add(l, "Via", "1.1 corral")) == NULL)
-		return -1;
+	if (via && slist_add(&l, "Via", "1.1 corral") < 0)
+		goto nomem;
 	/* "Name:" with no value removes a header curl would add itself */
-	if (!has_accept && (l = slist_append_or_free(l, "Accept:")) == NULL)
-		return -1;
-	if ((l = slist_append_or_free(l, "Expect:")) == NULL)
-		return -1;
-	*out = l;
+	if ((!has_accept && slist_line(&l, "Accept:") < 0) || slist_line(&l, "Expect:") < 0)
+		goto nomem;
+	*out = l.first;
 	return 0;
+nomem:
+	curl_slist_free_all(l.first);
+	return -1;
 }

@@ -14,12 +14,19 @@
 #include <stddef.h>
 #include "corral/http.h"
 
+/* The largest response head corral takes (Squid's reply_header_max_size):
+ * past it the head is refused with a 502, and nothing more of it is kept. */
+#define RESPHEAD_MAX (64 * 1024)
+
 struct resphead {
 	struct http_headers headers;
 	int status;
-	char reason[128];
+	char reason[128];  /* control characters made spaces */
 	int in_head;   /* a status line was seen, the blank line not yet */
 	int final;     /* the final (non-1xx) head is complete */
+	size_t bytes;  /* of the head being read */
+	const char *bad; /* why the head cannot be passed on, or NULL (a
+	                    static string, for resphead_framing_error) */
 };
 
 enum resphead_event {
@@ -36,13 +43,19 @@ void resphead_free(struct resphead *h);
 /* Feed one header line as libcurl delivers it (with its CRLF). */
 enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t len);
 
-/* Whether the final head's framing is one corral can pass on: NULL, or
- * why not (written to why[0..len)), for a 502. Refused: Content-Length
- * values that disagree (RFC 9112 6.3: libcurl would read by the last, a
- * stored entry would say the first), and a transfer coding other than
- * chunked (corral sends no TE, so an origin must not use one, RFC 9112
- * 6.1; relaying it with the coding dropped would hand clients, and the
- * cache, bytes that mean something else). */
+/* Whether the final head is one corral can pass on: NULL, or why not
+ * (written to why[0..len)), for a 502. Refused: a head over RESPHEAD_MAX; a
+ * field name that is not a token, or has whitespace before its colon
+ * (RFC 9112 5.1: libcurl reads "Content-Length :" as no length at all, so
+ * a client reading it as one would frame the body differently);
+ * Content-Length values that are not 1*DIGIT or that disagree (RFC 9112
+ * 6.3: libcurl would read by the last, a stored entry would say the
+ * first); a transfer coding other than chunked (corral sends no TE, so an
+ * origin must not use one, RFC 9112 6.1; relaying it with the coding
+ * dropped would hand clients, and the cache, bytes that mean something
+ * else); more than HTTP_CONNECTION_OPTIONS_MAX Connection options. Control
+ * characters in values (a bare CR could end a line for some client) are
+ * made spaces as the head is read (RFC 9112 2.2). */
 const char *resphead_framing_error(const struct resphead *h, char *why, size_t len);
 
 /* Append the end-to-end headers of `h` to `out`: hop-by-hop headers and the

@@ -174,6 +174,15 @@ test_list_has(void)
 	CHECK(http_list_has("*", "*"));
 }
 
+/* http_hop_init + http_hop_has, as the filters use them */
+static int is_hop(const struct http_headers *h, const char *name)
+{
+	struct http_hop hop;
+	if (http_hop_init(&hop, h) < 0)
+		return -1;
+	return http_hop_has(&hop, name);
+}
+
 static void
 test_hop_by_hop(void)
 {
@@ -190,10 +199,10 @@ test_hop_by_hop(void)
 
 	headers_init(&h);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		check(http_is_hop_by_hop(&h, fixed[i]), __FILE__, __LINE__,
+		check(is_hop(&h, fixed[i]), __FILE__, __LINE__,
 		      "%s is hop-by-hop", fixed[i]);
 	for (size_t i = 0; i < sizeof end_to_end / sizeof end_to_end[0]; i++)
-		check(!http_is_hop_by_hop(&h, end_to_end[i]), __FILE__, __LINE__,
+		check(!is_hop(&h, end_to_end[i]), __FILE__, __LINE__,
 		      "%s is end-to-end without Connection", end_to_end[i]);
 
 	/* headers named by Connection, in any case, in any of its repeats */
@@ -201,19 +210,36 @@ test_hop_by_hop(void)
 	add(&h, "Connection", "close, X-Foo");
 	add(&h, "X-Foo", "1");
 	add(&h, "connection", " x-bar ,  Cookie");
-	CHECK(http_is_hop_by_hop(&h, "X-Foo"));
-	CHECK(http_is_hop_by_hop(&h, "x-foo"));
-	CHECK(http_is_hop_by_hop(&h, "X-Bar"));
-	CHECK(http_is_hop_by_hop(&h, "cookie"));
-	CHECK(!http_is_hop_by_hop(&h, "Host"));
-	CHECK(!http_is_hop_by_hop(&h, "X-Fo"));
-	CHECK(!http_is_hop_by_hop(&h, "X-Foo-Bar"));
-	CHECK(!http_is_hop_by_hop(&h, "Content-Length"));
+	CHECK(is_hop(&h, "X-Foo"));
+	CHECK(is_hop(&h, "x-foo"));
+	CHECK(is_hop(&h, "X-Bar"));
+	CHECK(is_hop(&h, "cookie"));
+	CHECK(!is_hop(&h, "Host"));
+	CHECK(!is_hop(&h, "X-Fo"));
+	CHECK(!is_hop(&h, "X-Foo-Bar"));
+	CHECK(!is_hop(&h, "Content-Length"));
 	/* a token named in another header does not count */
 	headers_free(&h);
 	add(&h, "X-Connection", "X-Foo");
 	add(&h, "Vary", "X-Foo");
-	CHECK(!http_is_hop_by_hop(&h, "X-Foo"));
+	CHECK(!is_hop(&h, "X-Foo"));
+	headers_free(&h);
+
+	/* at most HTTP_CONNECTION_OPTIONS_MAX options, over any number of lines */
+	struct http_hop hop;
+	for (int i = 0; i < HTTP_CONNECTION_OPTIONS_MAX; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "x-%d", i);
+		add(&h, "Connection", name);
+	}
+	CHECK_INT(http_hop_init(&hop, &h), 0);
+	CHECK(http_hop_has(&hop, "X-0") && http_hop_has(&hop, "x-31") && !http_hop_has(&hop, "x-32"));
+	add(&h, "Connection", "x-32");
+	CHECK_INT(http_hop_init(&hop, &h), -1);
+	headers_free(&h);
+	add(&h, "Connection", "a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v, "
+	    "w, x, y, z, aa, bb, cc, dd, ee, ff, gg");
+	CHECK_INT(http_hop_init(&hop, &h), -1);
 	headers_free(&h);
 }
 
@@ -722,9 +748,9 @@ test_request_obs_fold(void)
 	if (!CHECK(conn_open(&c)))
 		return;
 	CHECK_INT(read_one(&c, &r, "GET http://h/ HTTP/1.1\r\nX: a\r\n b\r\n"
-	                   "Y: c\r\n\r\n", 1), REQUEST_OK);
-	CHECK_INT(r.headers.n, 2);
-	if (r.headers.n == 2) {
+	                   "Y: c\r\nHost: h\r\n\r\n", 1), REQUEST_OK);
+	CHECK_INT(r.headers.n, 3);
+	if (r.headers.n == 3) {
 		CHECK_STR(r.headers.v[0].name, "X");
 		CHECK(strpbrk(r.headers.v[0].value, "\r\n") == NULL);
 		CHECK_STR(r.headers.v[0].value, "a b");
@@ -780,6 +806,20 @@ test_request_errors(void)
 		  REQUEST_ERROR, 400 },
 		{ "TE not chunked last", "POST http://h/ HTTP/1.1\r\nHost: h\r\n"
 		  "Transfer-Encoding: chunked, gzip\r\n\r\n", 1, REQUEST_ERROR, 400 },
+		/* RFC 9112 3.2: Host once, valid, and present in HTTP/1.1 */
+		{ "no Host", "GET http://h/ HTTP/1.1\r\nX: y\r\n\r\n", 1, REQUEST_ERROR, 400 },
+		{ "two Hosts", "GET http://h/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 1,
+		  REQUEST_ERROR, 400 },
+		{ "Host with userinfo", "GET http://h/ HTTP/1.1\r\nHost: a b@c\r\n\r\n", 1,
+		  REQUEST_ERROR, 400 },
+		{ "Host with a path", "GET http://h/ HTTP/1.1\r\nHost: a/b\r\n\r\n", 1,
+		  REQUEST_ERROR, 400 },
+		/* RFC 9112 6.1: a coding before chunked is one corral does not decode */
+		{ "TE gzip, chunked", "POST http://h/ HTTP/1.1\r\nHost: h\r\n"
+		  "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 1, REQUEST_ERROR, 501 },
+		{ "33 Connection options", "GET http://h/ HTTP/1.1\r\nHost: h\r\nConnection: "
+		  "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z,aa,bb,cc,dd,ee,ff,gg\r\n\r\n",
+		  1, REQUEST_ERROR, 400 },
 		{ "closed mid-head", "GET http://h/ HTTP/1.1\r\nHost:", 1, REQUEST_ERROR, 0 },
 		{ "closed at once", "", 1, REQUEST_CLOSED, 0 },
 	};
@@ -798,6 +838,39 @@ test_request_errors(void)
 		request_free(&r);
 		conn_close(&c);
 	}
+}
+
+static void
+test_request_checks_that_pass(void)
+{
+	struct conn c;
+	struct request r;
+
+	/* HTTP/1.0: no Host needed; Transfer-Encoding means close after it
+	 * (RFC 9112 6.1), and Expect: 100-continue is ignored (RFC 9110 10.1.1) */
+	if (!CHECK(conn_open(&c)))
+		return;
+	CHECK_INT(read_one(&c, &r, "POST http://h/ HTTP/1.0\r\nConnection: keep-alive\r\n"
+	                   "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+	                   "0\r\n\r\n", 1), REQUEST_OK);
+	CHECK_INT(r.keep_alive, 0);
+	CHECK_INT(r.expect_continue, 0);
+	request_free(&r);
+	conn_close(&c);
+	if (!CHECK(conn_open(&c)))
+		return;
+	CHECK_INT(read_one(&c, &r, "POST http://h/ HTTP/1.1\r\nHost: [::1]:8080\r\n"
+	                   "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+	                   "0\r\n\r\n", 1), REQUEST_OK);
+	CHECK_INT(r.keep_alive, 1);
+	CHECK_INT(r.expect_continue, 1);
+	request_free(&r);
+	conn_close(&c);
+	if (!CHECK(conn_open(&c)))
+		return;
+	CHECK_INT(read_one(&c, &r, "GET http://h/ HTTP/1.1\r\nHost:\r\n\r\n", 1), REQUEST_OK);
+	request_free(&r);
+	conn_close(&c);
 }
 
 static void
@@ -901,6 +974,7 @@ main(void)
 	test_request_obs_fold();
 	test_request_connect();
 	test_request_errors();
+	test_request_checks_that_pass();
 	test_request_limits();
 	return check_summary("http");
 }
