@@ -175,6 +175,32 @@ static size_t squid_line(const struct access_record *r, char *buf, size_t size)
 	return n + 1;
 }
 
+/* A field for the combined format's quoted strings, escaped as Apache
+ * escapes them: '"' and '\\' with a backslash, control and high bytes as
+ * \\xHH; so that a User-Agent cannot close its quotes and forge the fields
+ * after it. Cut to fit `out` (size > 4). */
+static const char *quoted_field(const char *in, char *out, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+	for (; *in && n + 5 < size; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
 int log_access_combined(void)
 {
 	return atomic_load_explicit(&format, memory_order_relaxed) == LOG_FORMAT_COMBINED;
@@ -193,12 +219,14 @@ void log_access(const struct access_record *r)
 		time_t t = (time_t)(r->start_ms / 1000);
 		gmtime_r(&t, &tm);
 		strftime(date, sizeof date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+		char url[2048], referer[1024], agent[1024];
 		n = snprintf(line, sizeof line,
 		             "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" %lld %s %s/%s\n",
-		             r->client, date, r->method, r->url, dash(r->http_version),
-		             r->status, (unsigned long long)r->bytes, dash(r->referer),
-		             dash(r->user_agent), (long long)r->elapsed_ms, r->result,
-		             r->hierarchy, dash(r->upstream));
+		             r->client, date, r->method, quoted_field(r->url, url, sizeof url),
+		             dash(r->http_version), r->status, (unsigned long long)r->bytes,
+		             quoted_field(dash(r->referer), referer, sizeof referer),
+		             quoted_field(dash(r->user_agent), agent, sizeof agent),
+		             (long long)r->elapsed_ms, r->result, r->hierarchy, dash(r->upstream));
 	} else {
 		n = (int)squid_line(r, line, sizeof line);
 	}

@@ -18,7 +18,8 @@ SQUID_RE = re.compile(
 COMBINED_RE = re.compile(
     r'^(?P<client>\S+) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '
     r'"(?P<method>\S+) (?P<url>\S+) (?P<version>HTTP/\d\.\d)" (?P<status>\d{3}) '
-    r'(?P<bytes>\d+|-) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" (?P<elapsed>\d+) '
+    r'(?P<bytes>\d+|-) "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)" '
+    r'(?P<elapsed>\d+) '
     r'(?P<result>[A-Z_]+) (?P<hier>HIER_[A-Z_]+/\S+)$')
 
 
@@ -52,6 +53,22 @@ def test_squid_format_line(corral, origin):
     assert f["user"] == "-"
     assert f["hier"] == "HIER_DIRECT/127.0.0.1"
     assert f["mime"] == "text/plain"
+
+
+def test_combined_format_escapes_quotes(corral, origin):
+    # a User-Agent or Referer with quotes must not close its field and forge
+    # the ones after it (Apache escapes '"' and '\\' with a backslash)
+    url = origin.route("/q", o.fixed(body=b"q", headers=[("Content-Type", "text/plain")]))
+    c = corral("[log]\nformat = combined\n")
+    rc, out, err = c.curl("-o", "/dev/null", "-A", 'ua" 200 1 "-" "forged\\', "-e", 'ref"x', url)
+    assert rc == 0, err
+    line = c.wait_log_lines(1)[0]
+    m = COMBINED_RE.match(line)
+    assert m, "not a combined log line: %r" % line
+    f = m.groupdict()
+    assert f["agent"] == 'ua\\" 200 1 \\"-\\" \\"forged\\\\', line
+    assert f["referer"] == 'ref\\"x', line
+    assert f["status"] == "200" and f["result"] == "TCP_MISS", line
 
 
 def test_combined_format_line(corral, origin):
