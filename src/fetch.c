@@ -167,6 +167,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_MORE:
 	case RESPHEAD_TRAILER:
 	case RESPHEAD_INTERIM:
+		if (f->head.status == 101) {
+			snprintf(f->why, sizeof f->why, "%s", RESPHEAD_NO_UPGRADE);
+			return 0;
+		}
 		return len;
 	case RESPHEAD_NOMEM:
 		return 0;

@@ -157,7 +157,11 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		 * ourselves) and 101 (no upgrades) */
 		const struct request *r = &f->x->req;
 		int status = f->head.status;
-		if (status != 100 && status != 101 && r->http_minor >= 1 &&
+		if (status == 101) {
+			snprintf(f->bad_framing, sizeof f->bad_framing, "%s", RESPHEAD_NO_UPGRADE);
+			return 0;
+		}
+		if (status != 100 && r->http_minor >= 1 &&
 		    send_interim(f->x, &f->head) < 0) {
 			f->client_failed = 1;
 			return 0;

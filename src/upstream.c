@@ -224,8 +224,14 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		return 502;
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_BAD_FUNCTION_ARGUMENT: /* libcurl 7.88's answer to a head that
+	                                     begins with a folded line */
 		snprintf(why, whylen, "bad response from %s port %d: invalid HTTP status line "
 		         "or headers (%s)", host, port, detail);
+		return 502;
+	case CURLE_OUT_OF_MEMORY: /* also libcurl's answer to one line over 100 KiB */
+		snprintf(why, whylen, "bad response from %s port %d: a header line too long to "
+		         "take (over 100 KiB), or out of memory", host, port);
 		return 502;
 	default:
 		snprintf(why, whylen, "upstream failure: %s", detail);

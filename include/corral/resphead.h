@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include "corral/http.h"
 
+/* Why a 101 from the origin is a 502: corral asks for no upgrade (it drops
+ * Upgrade from requests) and relays none. */
+#define RESPHEAD_NO_UPGRADE "the origin switched protocols (101), which corral did not ask " \
+                            "for and does not relay"
+
 /* The largest response head corral takes (Squid's reply_header_max_size):
  * past it the head is refused with a 502, and nothing more of it is kept. */
 #define RESPHEAD_MAX (64 * 1024)

@@ -482,3 +482,19 @@ def test_many_request_fields_are_filtered_by_connection(corral, origin):
     got = origin.last("/many")
     names = {n.lower() for n, v in got.headers}
     assert "a5" not in names and "a5999" in names and "x-last" in names, len(names)
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+def test_origin_switching_protocols_is_a_502_that_says_so(corral, origin, passed):
+    # corral drops Upgrade from requests and relays no upgrade; libcurl then
+    # waited for a final head and said "closed without a response"
+    def handler(req, w):
+        w.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\n\r\n")
+        w.close()
+    origin.route("/up", handler)
+    c = corral()
+    headers = [("Connection", "close")] + ([("Cache-Control", "no-store")] if passed else [])
+    r = raw_request(c.port, request(origin, "/up", headers=headers))
+    assert_error(r, 502, "switched protocols (101)")
+    assert_serves(c, origin)
