@@ -260,6 +260,21 @@ struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, in
 	return NULL;
 }
 
+struct entry *cache_lookup_stale(struct keyhead *h, const struct http_headers *req)
+{
+	for (struct entry *e = h->variants; e; e = e->variant_next) {
+		if (e->hfm || !policy_vary_match(e->vary, &e->vary_req, req))
+			continue;
+		enum entry_state st;
+		entry_bytes(e, &st);
+		if (st == ENTRY_COMPLETE && (headers_get(&e->headers, "ETag") ||
+		                             headers_get(&e->headers, "Last-Modified")))
+			return e;
+		return NULL; /* the variant that fits cannot be revalidated */
+	}
+	return NULL;
+}
+
 /* Does stored variant `old` answer the same requests as `e`? */
 static int same_variant(const struct entry *old, const struct entry *e)
 {

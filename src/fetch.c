@@ -14,6 +14,7 @@
 #include "corral/policy.h"
 #include "corral/pool.h"
 #include "corral/resphead.h"
+#include "corral/revalidate.h"
 #include "corral/serve.h"
 #include "corral/stats.h"
 #include "corral/upstream.h"
@@ -35,6 +36,12 @@ struct fetch {
 	struct fetch_outcome *out;      /* the starter's, until published/failed */
 	struct resphead head;
 	struct entry *e;                /* published entry: the fetch's reference */
+	struct entry *validate;         /* a stored variant to revalidate, or NULL
+	                                   (a reference: revalidate.h) */
+	struct entry_reader validate_rd;/* attached to validate from the start, so
+	                                   that its body stays whatever happens to it
+	                                   (evicted, replaced: transit frees what no
+	                                   reader holds) */
 	int stored;                     /* e is still in the store */
 	int no_readers;                 /* a transit entry lost its last reader */
 	size_t unpumped;                /* bytes appended since the last entry_pump */
@@ -57,6 +64,9 @@ static void fetch_free(struct fetch *f)
 	headers_free(&f->req);
 	resphead_free(&f->head);
 	entry_unref(&f->e);
+	if (f->validate)
+		entry_detach(f->validate, &f->validate_rd);
+	entry_unref(&f->validate);
 	free(f);
 }
 
@@ -96,6 +106,30 @@ static int add_date(struct entry *e)
 	return headers_add(&e->headers, "Date", 4, date, strlen(date));
 }
 
+static int publish_entry(struct fetch *f, struct entry *e, const struct http_headers *hh);
+static int append_body(void *arg, const char *p, size_t n);
+
+/* A 304 to a revalidation: publish the stored variant anew, its head
+ * updated (revalidate.h), and append its body. Returns 0 or -1. */
+static int publish_revalidated(struct fetch *f)
+{
+	struct entry *e = revalidate_entry(f->validate, &f->head, f->request_time, time(NULL));
+	if (e == NULL)
+		return -1;
+	stats_inc(STAT_cache_revalidated_total);
+	if (f->out)
+		f->out->revalidated = 1;
+	publish_entry(f, e, &e->headers);
+	enum entry_state st;
+	struct iovec v[16];
+	int n, rc = 0;
+	while (rc == 0 && (n = entry_read_iov(f->validate, &f->validate_rd, v, 16, &st)) > 0)
+		for (int i = 0; i < n && rc == 0; i++)
+			rc = append_body(f, v[i].iov_base, v[i].iov_len);
+	f->body_done = rc == 0; /* the 304 has no body: it ends as soon as read */
+	return rc;
+}
+
 /* The final head is in: build the entry and publish it. Returns 0 or -1. */
 static int publish(struct fetch *f)
 {
@@ -122,6 +156,15 @@ static int publish(struct fetch *f)
 	char *ip = NULL;
 	if (curl_easy_getinfo(f->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
 		snprintf(e->upstream, sizeof e->upstream, "%s", ip);
+	if (f->validate && f->out)
+		f->out->revalidated = 2; /* asked with validators, got a new response */
+	return publish_entry(f, e, hh);
+}
+
+/* e is built: may it be stored (hh: the response's fields), then publish
+ * it and send the herd its heads. Returns 0. */
+static int publish_entry(struct fetch *f, struct entry *e, const struct http_headers *hh)
+{
 	const char *why = NULL;
 	e->freshness_lifetime = policy_storable(&f->req, e->status, hh, e->content_length,
 	                                        cache_max_object(), e->response_time, &why);
@@ -177,6 +220,11 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_FINAL:
 		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
 			return 0;
+		if (f->validate && f->head.status == 304) {
+			if (publish_revalidated(f) < 0)
+				return 0;
+			return len;
+		}
 		if (publish(f) < 0)
 			return 0;
 		/* libcurl leaves the chunked framing to us (fetch_job), where
@@ -266,7 +314,8 @@ static void fetch_job(void *arg)
 		 * (chunked.h); libcurl still finds the end for itself */
 		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
 	}
-	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0) {
+	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0 &&
+	    (f->validate == NULL || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, on_header);
@@ -324,7 +373,7 @@ static void fetch_job(void *arg)
 }
 
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out)
+                struct fetch_outcome *out, struct entry *validate)
 {
 	const struct request *r = &x->req;
 	struct fetch *f = calloc(1, sizeof *f);
@@ -338,6 +387,10 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	f->port = x->url.port;
 	f->starter = starter;
 	f->out = out;
+	if (validate && entry_attach(validate, &f->validate_rd) == 0) {
+		entry_ref(validate); /* else its body is going: fetch as a miss */
+		f->validate = validate;
+	}
 	if (f->url == NULL)
 		goto fail;
 	for (int i = 0; i < r->headers.n; i++) {

@@ -144,7 +144,8 @@ int http_hop_init(struct http_hop *hop, const struct http_headers *h)
 {
 	hop->n = 0;
 	for (int i = 0; i < h->n; i++) {
-		if (strcasecmp(h->v[i].name, "Connection") != 0)
+		/* (on every request: the first letter before strcasecmp) */
+		if ((h->v[i].name[0] | 0x20) != 'c' || strcasecmp(h->v[i].name, "Connection") != 0)
 			continue;
 		const char *p = h->v[i].value, *tok;
 		size_t len;

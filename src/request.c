@@ -117,7 +117,7 @@ static int check_head(struct request *r)
 	/* RFC 9112 3.2: one Host, valid, and one at all in HTTP/1.1 */
 	int hosts = 0;
 	for (int i = 0; i < h->n; i++) {
-		if (strcasecmp(h->v[i].name, "Host") != 0)
+		if ((h->v[i].name[0] | 0x20) != 'h' || strcasecmp(h->v[i].name, "Host") != 0)
 			continue;
 		if (++hosts > 1)
 			return fail(r, 400, "more than one Host header");

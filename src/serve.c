@@ -156,7 +156,7 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
  * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
                            struct entry **found, struct herd_slot **slot, int only_stored,
-                           int refresh)
+                           int refresh, struct entry **validate)
 {
 	/* refresh: the stored copy found first, which must not answer (a
 	 * reference, so that no other entry can take its address) */
@@ -254,6 +254,10 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			break;
 		}
 		cache_begin_fetch(h);
+		/* a stored variant it may revalidate: stale, or the one a
+		 * reload came to replace */
+		if ((*validate = cache_lookup_stale(h, &r->headers)) != NULL)
+			entry_ref(*validate);
 		v = V_FETCH;
 		break;
 	}
@@ -291,20 +295,23 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 /* This request caused the fetch: wait for its outcome (no timeout — the
  * fetch has the upstream timeouts), then read the entry like everyone. */
 static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                        struct entry **found, struct entry **used, int refresh)
+                        struct entry **found, struct entry **used, int refresh,
+                        struct entry *validate)
 {
-	/* a reload's fetch (RFC 9211's fwd=request; Squid's
-	 * TCP_CLIENT_REFRESH_MISS) stores over the copy it replaces */
-	const char *fwd = refresh ? "request" : "miss";
 	struct fetch_outcome out = { .done = 0 };
 	exchange_will_block();
-	fetch_start(x, h, rd, &out);
+	fetch_start(x, h, rd, &out, validate);
 	pthread_mutex_lock(&h->lock);
 	while (!out.done)
 		pthread_cond_wait(&h->changed, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 
-	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS" : "TCP_MISS";
+	/* RFC 9211's fwd: a reload's fetch is "request", a stored variant's
+	 * revalidation "stale"; Squid's log names for the same */
+	const char *fwd = refresh ? "request" : out.revalidated ? "stale" : "miss";
+	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS"
+	            : out.revalidated == 1 ? "TCP_REFRESH_UNMODIFIED"
+	            : out.revalidated == 2 ? "TCP_REFRESH_MODIFIED" : "TCP_MISS";
 	x->hierarchy = "HIER_DIRECT";
 	if (out.entry == NULL) {
 		x->hierarchy = "HIER_NONE";
@@ -384,7 +391,8 @@ void cache_serve(struct exchange *x)
 	struct entry *e = NULL, *used = NULL;
 	struct herd_slot *hs;
 	int refresh = use == POLICY_REFRESH;
-	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED, refresh)) {
+	struct entry *validate = NULL;
+	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED, refresh, &validate)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
@@ -405,7 +413,7 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_FETCH:
 		stats_inc(STAT_cache_misses_total);
-		serve_fetch(x, h, &rd, &e, &used, refresh);
+		serve_fetch(x, h, &rd, &e, &used, refresh, validate);
 		break;
 	case V_PASS_HFM:
 		/* straight upstream, in parallel with the others; a storable
@@ -427,6 +435,7 @@ void cache_serve(struct exchange *x)
 	}
 	cache_head_put(h, used);
 	entry_unref(&e);
+	entry_unref(&validate);
 	if (hs)
 		dense_put(&herd_slots, hs); /* V_HERD: detached and released */
 }

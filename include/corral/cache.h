@@ -81,6 +81,9 @@ struct fetch_outcome {
 	int done;
 	struct entry *entry;       /* a reference for the starter, or NULL: failed */
 	const char *not_stored;    /* why the entry is not stored, NULL: stored */
+	int revalidated;           /* the fetch asked with a stored variant's
+	                              validators: 1 the origin said 304 (the body
+	                              is the stored one), 2 it sent a new response */
 	int status;                /* failed: 502, 504 or 403 */
 	char why[384];             /* failed: a sentence for the error body */
 };
@@ -103,6 +106,11 @@ void cache_head_put(struct keyhead *h, struct entry *used);
  * (seconds), or NULL. Caller holds h->lock. No reference is taken: attach a
  * reader (or take a reference) before unlocking. */
 struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
+
+/* The stored variant of h that fits `req`, fresh or not, that a fetch may
+ * revalidate (RFC 9111 4.3.1): a whole body and a validator (ETag or
+ * Last-Modified); or NULL. Caller holds h->lock; no reference taken. */
+struct entry *cache_lookup_stale(struct keyhead *h, const struct http_headers *req);
 
 /* This request will fetch for h: PENDING_STORE, one more fetch pending.
  * Caller holds h->lock. */

@@ -14,6 +14,13 @@
 
 struct exchange;
 
+/* Revalidation (RFC 9111 4.3): with `validate` (a stored variant of the key
+ * with a whole body and an ETag or Last-Modified; the fetch takes its own
+ * reference), the request carries If-None-Match / If-Modified-Since from it.
+ * A 304 makes a new entry of that variant's head updated with the 304's
+ * fields (4.3.4) and its body, published and stored like any response; any
+ * other answer is a response like any other. out->revalidated says which. */
+
 /* Start fetching x's request (a GET) for key `h`, which the caller set
  * PENDING_STORE with this fetch counted. `starter` is attached to the entry
  * when it is published and `out` filled (under h->lock, with a broadcast on
@@ -21,6 +28,6 @@ struct exchange;
  * `h`. Returns 0, or -1 when it could not start (`out` is then filled as a
  * failure and the count given back). */
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out);
+                struct fetch_outcome *out, struct entry *validate);
 
 #endif

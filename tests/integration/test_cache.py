@@ -923,6 +923,80 @@ def test_a_transfer_coding_other_than_chunked_is_a_502(corral, origin, coding, p
     assert c.alive()
 
 
+@pytest.mark.parametrize("validator", ["etag", "last-modified"])
+@pytest.mark.parametrize("outcome", ["unmodified", "modified"])
+def test_a_stale_entry_is_revalidated(corral, origin, validator, outcome):
+    # RFC 9111 4.3: a stale entry with a validator is asked for with
+    # If-None-Match / If-Modified-Since; a 304 stores it again with its body
+    # and the 304's fields (4.3.4), a 200 replaces it.
+    lm = "Sun, 06 Nov 1994 08:49:37 GMT"
+    first = [("ETag", '"e1"')] if validator == "etag" else [("Last-Modified", lm)]
+
+    def handler(req, w):
+        n = origin.count("/rv")
+        if n == 1:
+            return w.send_response(200, "OK", [("Cache-Control", "max-age=1"),
+                                               ("X-Version", "1")] + first, b"body one")
+        asked = req.header("if-none-match") if validator == "etag" else \
+            req.header("if-modified-since")
+        assert asked == ('"e1"' if validator == "etag" else lm), req.headers
+        if outcome == "unmodified":
+            return w.send_response(304, "Not Modified", [("Cache-Control", "max-age=60"),
+                                                         ("X-Version", "2")] + first, b"")
+        w.send_response(200, "OK", [("Cache-Control", "max-age=60"), ("X-Version", "3")],
+                        b"body three")
+    origin.route("/rv", handler)
+    c = corral()
+    r = get(c, origin, "/rv")
+    assert r.body == b"body one" and is_stored_miss(status_of(r)), r
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/rv")
+    assert r.status == 200, r
+    cs = status_of(r)
+    assert cs.get("fwd") == "stale" and "stored" in cs, cs
+    assert origin.count("/rv") == 2
+    want_body, want_version = ((b"body one", "2") if outcome == "unmodified"
+                               else (b"body three", "3"))
+    assert r.body == want_body and r.header("x-version") == want_version, r
+    assert len(header_values(r.headers, "x-version")) == 1, r.headers
+    r = get(c, origin, "/rv")  # fresh again (max-age=60 now)
+    assert r.body == want_body and is_hit(status_of(r)), r
+    assert r.header("x-version") == want_version
+    assert origin.count("/rv") == 2
+    assert metric(c, "cache_revalidated_total") == (outcome == "unmodified")
+    results = [l.split()[3] for l in c.wait_log_lines(3)]
+    want = "TCP_REFRESH_UNMODIFIED/200" if outcome == "unmodified" else "TCP_REFRESH_MODIFIED/200"
+    assert want in results, results
+
+
+@pytest.mark.concurrency
+def test_a_herd_on_a_stale_entry_makes_one_revalidation(corral, origin):
+    # n clients on a stale URL: one conditional request, held at the origin
+    # until all have arrived; its 304 gives every one of them the stored body
+    n = SMALL_HERD
+    go = threading.Event()
+
+    def not_modified(req, w):
+        assert req.header("if-none-match") == '"h1"', req.headers
+        w.send_response(304, "Not Modified", [("Cache-Control", "max-age=60"), ("ETag", '"h1"')])
+    origin.route("/hs", o.sequence(o.fixed(headers=[("Cache-Control", "max-age=1"),
+                                                    ("ETag", '"h1"')], body=BODY),
+                                   o.hold(go, then=not_modified)))
+    c = corral()
+    assert get(c, origin, "/hs").body == BODY
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    first, rest = start_herd(c, origin, "/hs", n, requests_before=1)
+    go.set()
+    parsers = first.join() + rest.join()
+    assert_all_full(parsers)
+    assert origin.count("/hs") == 2
+    m = metrics_of(c, "cache_revalidated_total", "cache_herd_heads_total", "cache_fetches_total")
+    assert m == {"cache_revalidated_total": 1, "cache_herd_heads_total": n - 1,
+                 "cache_fetches_total": 2}, m
+
+
 LAST_MODIFIED = "Sun, 06 Nov 1994 08:49:37 GMT"
 EARLIER = "Sat, 05 Nov 1994 08:49:37 GMT"
 LATER = "Mon, 07 Nov 1994 08:49:37 GMT"

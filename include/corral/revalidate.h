@@ -1,0 +1,26 @@
+/*
+ * revalidate.h — a stored response confirmed by the origin (RFC 9111 4.3):
+ * the validators a fetch sends for it, and the entry a 304 makes of it.
+ */
+#ifndef CORRAL_REVALIDATE_H
+#define CORRAL_REVALIDATE_H
+
+#include <stdint.h>
+#include <curl/curl.h>
+#include "corral/entry.h"
+#include "corral/resphead.h"
+
+/* Append If-None-Match (its ETag) and If-Modified-Since (its Last-Modified)
+ * for `stored` to a fetch's header list. Returns the list, or NULL (out of
+ * memory: the list is freed). */
+struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *stored);
+
+/* A new entry for a 304 that confirmed `stored` (RFC 9111 4.3.4): its status
+ * and fields, each field the 304 sends replacing the stored ones of that
+ * name (but the framing), a Date of the 304's or `response_time`, the same
+ * Vary and length; head serialised, no body yet (the caller appends the
+ * stored one). NULL when out of memory. */
+struct entry *revalidate_entry(const struct entry *stored, const struct resphead *not_modified,
+                               int64_t request_time, int64_t response_time);
+
+#endif

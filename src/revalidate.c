@@ -1,0 +1,117 @@
+/*
+ * revalidate.c — revalidating a stored response (see revalidate.h).
+ *
+ * The 304's fields replace the stored ones name by name: a name the 304
+ * sends is dropped from the stored list and the 304's lines for it are added
+ * at the end. Content-Length and the hop-by-hop fields never come from a 304
+ * (resphead_end_to_end leaves them out): the body is the stored one.
+ */
+#include "corral/revalidate.h"
+#include "corral/policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *stored)
+{
+	static const struct { const char *from, *as; } v[] = {
+		{ "ETag", "If-None-Match: " }, { "Last-Modified", "If-Modified-Since: " },
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		const char *value = headers_get(&stored->headers, v[i].from);
+		if (value == NULL)
+			continue;
+		size_t n = strlen(v[i].as) + strlen(value) + 1;
+		char *line = malloc(n);
+		struct curl_slist *grown = NULL;
+		if (line) {
+			strcpy(line, v[i].as);
+			strcat(line, value);
+			grown = curl_slist_append(l, line);
+			free(line);
+		}
+		if (grown == NULL) {
+			curl_slist_free_all(l);
+			return NULL;
+		}
+		l = grown;
+	}
+	return l;
+}
+
+static int copy_headers(struct http_headers *to, const struct http_headers *from)
+{
+	for (int i = 0; i < from->n; i++)
+		if (headers_add(to, from->v[i].name, strlen(from->v[i].name), from->v[i].value,
+		                strlen(from->v[i].value)) < 0)
+			return -1;
+	return 0;
+}
+
+/* e's fields: the stored ones the 304 does not send, then the 304's. */
+static int merge_fields(struct entry *e, const struct entry *stored,
+                        const struct http_headers *fresh)
+{
+	for (int i = 0; i < stored->headers.n; i++) {
+		const struct http_header *h = &stored->headers.v[i];
+		/* the old Age was the old response's: the 304's or none */
+		if (headers_get(fresh, h->name) || strcasecmp(h->name, "Age") == 0)
+			continue;
+		if (headers_add(&e->headers, h->name, strlen(h->name), h->value,
+		                strlen(h->value)) < 0)
+			return -1;
+	}
+	return copy_headers(&e->headers, fresh);
+}
+
+struct entry *revalidate_entry(const struct entry *stored, const struct resphead *not_modified,
+                               int64_t request_time, int64_t response_time)
+{
+	struct http_headers fresh;
+	headers_init(&fresh);
+	struct entry *e = entry_new();
+	if (e == NULL || resphead_end_to_end(not_modified, &fresh) < 0)
+		goto fail;
+	e->status = stored->status;
+	memcpy(e->reason, stored->reason, sizeof e->reason);
+	e->request_time = request_time;
+	e->response_time = response_time;
+	e->content_length = stored->content_length;
+	memcpy(e->upstream, stored->upstream, sizeof e->upstream);
+	if (merge_fields(e, stored, &fresh) < 0)
+		goto fail;
+	if (headers_get(&fresh, "Date") == NULL) {
+		/* the stored Date is the old response's: the 304 is now */
+		struct http_headers keep;
+		headers_init(&keep);
+		for (int i = 0; i < e->headers.n; i++) {
+			const struct http_header *h = &e->headers.v[i];
+			if (strcasecmp(h->name, "Date") != 0 &&
+			    headers_add(&keep, h->name, strlen(h->name), h->value, strlen(h->value)) < 0) {
+				headers_free(&keep);
+				goto fail;
+			}
+		}
+		char date[POLICY_DATE_LEN];
+		policy_format_date(response_time, date);
+		headers_free(&e->headers);
+		e->headers = keep;
+		if (headers_add(&e->headers, "Date", 4, date, strlen(date)) < 0)
+			goto fail;
+	}
+	if (stored->vary && (e->vary = strdup(stored->vary)) == NULL)
+		goto fail;
+	if (copy_headers(&e->vary_req, &stored->vary_req) < 0 || entry_serialise_head(e) < 0)
+		goto fail;
+	const char *date = headers_get(&e->headers, "Date");
+	const char *age = headers_get(&fresh, "Age");
+	e->date_value = date ? policy_parse_date(date) : -1;
+	e->age_value = age ? strtoll(age, NULL, 10) : -1;
+	headers_free(&fresh);
+	return e;
+fail:
+	headers_free(&fresh);
+	entry_unref(&e);
+	return NULL;
+}
