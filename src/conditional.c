@@ -2,10 +2,9 @@
  * conditional.c — preconditions against a stored response (see
  * conditional.h).
  *
- * Entity tags are compared as RFC 9110 8.8.3.2 says: If-Match strongly (both
- * strong, same opaque tag), If-None-Match weakly (the W/ prefix ignored).
- * A tag may hold commas, so the lists are scanned quote to quote, not split
- * on commas.
+ * Entity tags are compared weakly, as RFC 9110 13.1.2 says for
+ * If-None-Match (the W/ prefix ignored). A tag may hold commas, so the lists
+ * are scanned quote to quote, not split on commas.
  */
 #include "corral/conditional.h"
 #include "corral/entry.h"
@@ -24,15 +23,14 @@ int conditional_present(const struct http_headers *req)
 	for (int i = 0; i < req->n; i++) {
 		const char *n = req->v[i].name;
 		if ((n[0] | 0x20) == 'i' && (n[1] | 0x20) == 'f' && n[2] == '-' &&
-		    (strcasecmp(n, "If-None-Match") == 0 || strcasecmp(n, "If-Modified-Since") == 0 ||
-		     strcasecmp(n, "If-Match") == 0 || strcasecmp(n, "If-Unmodified-Since") == 0))
+		    (strcasecmp(n, "If-None-Match") == 0 || strcasecmp(n, "If-Modified-Since") == 0))
 			return 1;
 	}
 	return 0;
 }
 
 /* One entity tag of an ETag field: its opaque part (quotes included) and
- * whether it is weak. Returns 0, or -1 when s is not one. */
+ * whether it is weak. */
 struct etag {
 	const char *tag;
 	size_t len;
@@ -67,9 +65,9 @@ static int next_etag(const char **p, struct etag *t)
 	return 1;
 }
 
-/* Does a tag of `list` match the stored ETag `stored` (strong: both strong
- * and equal; weak: equal ignoring W/)? "*" matches any stored response. */
-static int list_matches(const char *list, const char *stored, int strong)
+/* Does a tag of `list` match the stored ETag `stored`, weakly (equal
+ * ignoring W/)? "*" matches any stored response. */
+static int list_matches(const char *list, const char *stored)
 {
 	struct etag mine = { NULL, 0, 0 }, t;
 	const char *sp = stored;
@@ -79,52 +77,43 @@ static int list_matches(const char *list, const char *stored, int strong)
 	while ((rc = next_etag(&p, &t)) == 1) {
 		if (t.len == 0)
 			return 1; /* "*" */
-		if (!have_mine || t.len != mine.len || memcmp(t.tag, mine.tag, t.len) != 0)
-			continue;
-		if (!strong || (!t.weak && !mine.weak))
+		if (have_mine && t.len == mine.len && memcmp(t.tag, mine.tag, t.len) == 0)
 			return 1;
 	}
 	return 0;
 }
 
-/* e's Last-Modified, or -1. */
+/* When e's representation last changed, for If-Modified-Since (RFC 9111
+ * 4.3.2): its Last-Modified, else its Date, else when it was received. */
 static int64_t last_modified(const struct entry *e)
 {
 	const char *lm = headers_get(&e->headers, "Last-Modified");
-	return lm ? policy_parse_date(lm) : -1;
+	int64_t t = lm ? policy_parse_date(lm) : -1;
+	if (t < 0)
+		t = e->date_value >= 0 ? e->date_value : e->response_time;
+	return t;
 }
 
 int conditional_status(const struct http_headers *req, const struct entry *e)
 {
-	if (e->status < 200 || e->status > 299)
+	/* RFC 9111 4.3.2: for a stored 200 (206s are not stored); If-Match
+	 * and If-Unmodified-Since are not a cache's to evaluate (they pass
+	 * with a request that goes upstream) */
+	if (e->status != 200)
 		return 0;
-	const char *etag = headers_get(&e->headers, "ETag");
-	const char *im = headers_get(req, "If-Match");
-	const char *ius = headers_get(req, "If-Unmodified-Since");
 	const char *inm = headers_get(req, "If-None-Match");
-	const char *ims = headers_get(req, "If-Modified-Since");
-	/* 1, 2: the state the client expects */
-	if (im) {
-		if (!list_matches(im, etag, 1))
-			return 412;
-	} else if (ius) {
-		int64_t since = policy_parse_date(ius), lm = last_modified(e);
-		if (since >= 0 && lm >= 0 && lm > since)
-			return 412;
-	}
-	/* 3, 4: whether the client's copy is current (GET and HEAD only,
-	 * which is all the cache answers) */
 	if (inm)
-		return list_matches(inm, etag, 0) ? 304 : 0;
+		return list_matches(inm, headers_get(&e->headers, "ETag")) ? 304 : 0;
+	const char *ims = headers_get(req, "If-Modified-Since");
 	if (ims) {
-		int64_t since = policy_parse_date(ims), lm = last_modified(e);
-		if (since >= 0 && lm >= 0 && lm <= since)
+		int64_t since = policy_parse_date(ims);
+		if (since >= 0 && last_modified(e) <= since)
 			return 304;
 	}
 	return 0;
 }
 
-void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader *r, int status,
+void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader *r,
                        const char *cache_status)
 {
 	static const char *const kept[] = { "Cache-Control", "Content-Location", "Date", "ETag",
@@ -134,17 +123,6 @@ void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader 
 	struct strbuf up = strbuf_on_cstr(x->upstream, sizeof x->upstream);
 	strbuf_str(&up, e->upstream); /* for the log, as deliver's are */
 	strbuf_cstr(&up);
-	if (status == 412) {
-		char extra[160];
-		struct strbuf eb = strbuf_on_cstr(extra, sizeof extra);
-		strbuf_str(&eb, "Cache-Status: ");
-		strbuf_str(&eb, cache_status);
-		strbuf_str(&eb, "\r\n");
-		strbuf_cstr(&eb);
-		exchange_reply(x, 412, extra, "text/plain; charset=utf-8",
-		               "412 Precondition Failed\n", 24);
-		return;
-	}
 	char head[4096 + EXCHANGE_HEAD_END_MAX];
 	struct strbuf b = strbuf_on(head, sizeof head - EXCHANGE_HEAD_END_MAX);
 	strbuf_str(&b, "HTTP/1.1 304 Not Modified\r\n");

@@ -55,6 +55,16 @@ struct fetch {
 	CURL *curl;
 };
 
+/* Done with the stored variant a revalidation asked about: its reader
+ * held the old body (uncharged) for as long as it stayed attached. */
+static void drop_validate(struct fetch *f)
+{
+	if (f->validate) {
+		entry_detach(f->validate, &f->validate_rd);
+		entry_unref(&f->validate);
+	}
+}
+
 static void fetch_free(struct fetch *f)
 {
 	if (f->h)
@@ -64,9 +74,7 @@ static void fetch_free(struct fetch *f)
 	headers_free(&f->req);
 	resphead_free(&f->head);
 	entry_unref(&f->e);
-	if (f->validate)
-		entry_detach(f->validate, &f->validate_rd);
-	entry_unref(&f->validate);
+	drop_validate(f);
 	free(f);
 }
 
@@ -108,6 +116,8 @@ static int add_date(struct entry *e)
 
 static int publish_entry(struct fetch *f, struct entry *e, const struct http_headers *hh);
 static int append_body(void *arg, const char *p, size_t n);
+static void pump_if_due(struct fetch *f);
+
 
 /* A 304 to a revalidation: publish the stored variant anew, its head
  * updated (revalidate.h), and append its body. Returns 0 or -1. */
@@ -123,9 +133,16 @@ static int publish_revalidated(struct fetch *f)
 	enum entry_state st;
 	struct iovec v[16];
 	int n, rc = 0;
-	while (rc == 0 && (n = entry_read_iov(f->validate, &f->validate_rd, v, 16, &st)) > 0)
+	/* pumped as the body from the origin is (on_body): a transit entry
+	 * (the 304 made it unstorable) waits in entry_append while it is
+	 * TRANSIT_MAX ahead of its readers, and parked readers move only
+	 * when pumped: without it, a body over 1 MiB hung both threads */
+	while (rc == 0 && (n = entry_read_iov(f->validate, &f->validate_rd, v, 16, &st)) > 0) {
 		for (int i = 0; i < n && rc == 0; i++)
 			rc = append_body(f, v[i].iov_base, v[i].iov_len);
+		pump_if_due(f);
+	}
+	drop_validate(f);
 	f->body_done = rc == 0; /* the 304 has no body: it ends as soon as read */
 	return rc;
 }
@@ -158,6 +175,7 @@ static int publish(struct fetch *f)
 		snprintf(e->upstream, sizeof e->upstream, "%s", ip);
 	if (f->validate && f->out)
 		f->out->revalidated = 2; /* asked with validators, got a new response */
+	drop_validate(f);
 	return publish_entry(f, e, hh);
 }
 
@@ -259,6 +277,14 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
  * would wait for its own next pump. */
 _Static_assert(2 * (FETCH_READ_SIZE + 16 * 1024) < TRANSIT_MAX,
                "parked readers alone could hold a transit fetch back");
+static void pump(void *arg);
+
+static void pump_if_due(struct fetch *f)
+{
+	if (f->unpumped >= FETCH_READ_SIZE)
+		pump(f);
+}
+
 static void pump(void *arg)
 {
 	struct fetch *f = arg;

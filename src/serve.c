@@ -325,11 +325,12 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		snprintf(status, sizeof status, "corral; fwd=%s; detail=%s", fwd, out.not_stored);
 	else
 		snprintf(status, sizeof status, "corral; fwd=%s; stored", fwd);
-	int cond = conditional_present(&x->req.headers)
-	           ? conditional_status(&x->req.headers, out.entry) : 0;
-	if (cond) {
+	/* (a response not stored is not the cache's to answer preconditions
+	 * with, RFC 9111 4.3.2) */
+	if (!out.not_stored && conditional_present(&x->req.headers) &&
+	    conditional_status(&x->req.headers, out.entry) == 304) {
 		stats_inc(STAT_cache_conditional_total);
-		conditional_reply(x, out.entry, rd, cond, status);
+		conditional_reply(x, out.entry, rd, status);
 	} else {
 		deliver(x, out.entry, rd, status, 1);
 	}
@@ -345,15 +346,12 @@ static void serve_stored(struct exchange *x, struct entry *e, struct entry_reade
 {
 	x->result = result;
 	x->hierarchy = "HIER_NONE";
-	int cond = conditional_present(&x->req.headers)
-	           ? conditional_status(&x->req.headers, e) : 0;
-	if (cond) {
-		/* the client's copy is current (304, Squid's TCP_IMS_HIT), or
-		 * a precondition failed (412) */
-		if (cond == 304)
-			x->result = "TCP_IMS_HIT";
+	if (conditional_present(&x->req.headers) &&
+	    conditional_status(&x->req.headers, e) == 304) {
+		/* the client's copy is current (Squid's TCP_IMS_HIT) */
+		x->result = "TCP_IMS_HIT";
 		stats_inc(STAT_cache_conditional_total);
-		conditional_reply(x, e, rd, cond, cache_status);
+		conditional_reply(x, e, rd, cache_status);
 	} else {
 		deliver(x, e, rd, cache_status, 0);
 	}

@@ -1,8 +1,9 @@
 /*
- * conditional.h — a client's preconditions (If-Match, If-Unmodified-Since,
- * If-None-Match, If-Modified-Since) evaluated against a stored response,
- * so that a browser revalidating its own copy of a cached object gets a
- * 304 from corral instead of the whole body (RFC 9110 13.2, RFC 9111 4.3.2).
+ * conditional.h — a client's If-None-Match / If-Modified-Since evaluated
+ * against a stored response, so that a browser revalidating its own copy of
+ * a cached object gets a 304 from corral instead of the whole body (RFC 9111
+ * 4.3.2). If-Match and If-Unmodified-Since are not a cache's to evaluate
+ * (4.3.2): a request with them is answered as without them.
  */
 #ifndef CORRAL_CONDITIONAL_H
 #define CORRAL_CONDITIONAL_H
@@ -13,20 +14,20 @@ struct exchange;
 struct entry;
 struct entry_reader;
 
-/* Whether the request carries any of the four preconditions. */
+/* Whether the request carries If-None-Match or If-Modified-Since. */
 int conditional_present(const struct http_headers *req);
 
-/* What the preconditions of a GET or HEAD ask for, evaluated in RFC 9110
- * 13.2.2's order against e's ETag and Last-Modified: 0 (answer as usual),
- * 304 (the client's copy is current) or 412 (a precondition failed). Only
- * for a stored 2xx response (13.2.1); an invalid date is ignored. */
+/* 304 when the client's copy is current, else 0 (answer as usual): for a
+ * stored 200, If-None-Match against its ETag (weak comparison, RFC 9110
+ * 8.8.3.2), else If-Modified-Since against its Last-Modified, Date or time
+ * received (RFC 9111 4.3.2); an invalid date is ignored. */
 int conditional_status(const struct http_headers *req, const struct entry *e);
 
-/* Answer x with `status` (304 or 412) for entry e instead of e itself, and
- * detach reader r. A 304 carries the stored Cache-Control, Content-Location,
- * Date, ETag, Expires, Last-Modified and Vary (RFC 9110 15.4.5), Age and
- * Cache-Status; it has no body. Sets x's status and log fields. */
-void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader *r, int status,
+/* Answer x with a 304 for entry e instead of e itself, and detach reader r:
+ * the stored Cache-Control, Content-Location, Date, ETag, Expires,
+ * Last-Modified and Vary (RFC 9110 15.4.5), Age and Cache-Status; no body.
+ * Sets x's status and log fields. */
+void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader *r,
                        const char *cache_status);
 
 #endif

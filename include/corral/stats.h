@@ -42,7 +42,7 @@
 	X(cache_passes_total, "requests passed upstream without the cache (method, request directives, hit-for-miss, HEAD misses, coalesce timeout)") \
 	X(cache_coalesce_timeouts_total, "waiters that gave up after coalesce_timeout and went upstream") \
 	X(cache_revalidated_total, "stale stored responses the origin confirmed with a 304: stored again with the body they had") \
-	X(cache_conditional_total, "requests answered 304 or 412 from a stored response: the client's preconditions said so") \
+	X(cache_conditional_total, "requests answered 304 from a stored response: the client's copy was current") \
 	X(cache_invalidations_total, "stored entries dropped because a POST, PUT, DELETE or other unsafe request to their URL succeeded") \
 	X(cache_evictions_total, "entries evicted to stay within [cache] memory") \
 	X(cache_objects, "entries stored now, hit-for-miss markers included (gauge)") \
