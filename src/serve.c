@@ -58,6 +58,14 @@ static void pass(struct exchange *x, const char *cache_status)
 	forward_run(x);
 }
 
+/* Cache-Status for a request that waited for another's fetch of e: a
+ * revalidation's (RFC 9211 fwd=stale) or a miss's. */
+static const char *collapsed_status(const struct entry *e)
+{
+	return e->revalidated ? "corral; fwd=stale; collapsed; stored"
+	                      : "corral; fwd=miss; collapsed; stored";
+}
+
 /* only-if-cached, and the cache has nothing that may answer: a 504, and
  * nothing goes upstream (RFC 9111 5.2.1.7; Squid logs it TCP_MISS/504). */
 static void not_stored(struct exchange *x)
@@ -100,7 +108,7 @@ struct herd_sending {
 
 void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *claimed)
 {
-	const char *status = "corral; fwd=miss; collapsed; stored";
+	const char *status = collapsed_status(e);
 	size_t n = 0, i;
 	for (struct herd_waiter *w = claimed; w; w = w->next)
 		n++;
@@ -398,7 +406,7 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_COALESCED:
 		stats_inc(STAT_cache_coalesced_total);
-		serve_stored(x, e, &rd, "TCP_CF_HIT", "corral; fwd=miss; collapsed; stored");
+		serve_stored(x, e, &rd, "TCP_CF_HIT", collapsed_status(e));
 		used = e;
 		break;
 	case V_HERD:

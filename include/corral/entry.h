@@ -108,6 +108,7 @@ struct entry {
 	int64_t date_value, age_value;
 	int64_t freshness_lifetime;    /* seconds */
 	int hfm;                       /* a hit-for-miss marker: no response */
+	int revalidated;               /* made of a stored response a 304 confirmed */
 	char upstream[64];
 
 	pthread_mutex_t lock;

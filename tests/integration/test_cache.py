@@ -1016,6 +1016,9 @@ def test_a_herd_on_a_stale_entry_makes_one_revalidation(corral, origin):
     go.set()
     parsers = first.join() + rest.join()
     assert_all_full(parsers)
+    statuses = [cache_status(p.headers) for p in parsers]
+    assert statuses[0].get("fwd") == "stale", statuses[0]
+    assert all(s.get("fwd") == "stale" and "collapsed" in s for s in statuses[1:]), statuses[1:3]
     assert origin.count("/hs") == 2
     m = metrics_of(c, "cache_revalidated_total", "cache_herd_heads_total", "cache_fetches_total")
     assert m == {"cache_revalidated_total": 1, "cache_herd_heads_total": n - 1,
