@@ -419,12 +419,8 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	}
 	if (f->url == NULL)
 		goto fail;
-	for (int i = 0; i < r->headers.n; i++) {
-		const struct http_header *hd = &r->headers.v[i];
-		if (headers_add(&f->req, hd->name, strlen(hd->name), hd->value,
-		                strlen(hd->value)) < 0)
-			goto fail;
-	}
+	if (headers_copy(&f->req, &r->headers) < 0)
+		goto fail;
 	cache_head_hold(h);
 	f->h = h;
 	if (pool_submit_first(fetch_job, f) < 0)

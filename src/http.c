@@ -26,6 +26,15 @@ void headers_free(struct http_headers *h)
 	headers_init(h);
 }
 
+int headers_copy(struct http_headers *to, const struct http_headers *from)
+{
+	for (int i = 0; i < from->n; i++)
+		if (headers_add(to, from->v[i].name, strlen(from->v[i].name), from->v[i].value,
+		                strlen(from->v[i].value)) < 0)
+			return -1;
+	return 0;
+}
+
 int headers_add(struct http_headers *h, const char *name, size_t nlen,
                 const char *value, size_t vlen)
 {

@@ -40,29 +40,28 @@ struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *
 	return l;
 }
 
-static int copy_headers(struct http_headers *to, const struct http_headers *from)
-{
-	for (int i = 0; i < from->n; i++)
-		if (headers_add(to, from->v[i].name, strlen(from->v[i].name), from->v[i].value,
-		                strlen(from->v[i].value)) < 0)
-			return -1;
-	return 0;
-}
-
-/* e's fields: the stored ones the 304 does not send, then the 304's. */
+/* e's fields: the stored ones the 304 does not send, then the 304's, then
+ * a Date of `now` if the 304 has none. The old Date and Age were the old
+ * response's: never kept. */
 static int merge_fields(struct entry *e, const struct entry *stored,
-                        const struct http_headers *fresh)
+                        const struct http_headers *fresh, int64_t now)
 {
 	for (int i = 0; i < stored->headers.n; i++) {
 		const struct http_header *h = &stored->headers.v[i];
-		/* the old Age was the old response's: the 304's or none */
-		if (headers_get(fresh, h->name) || strcasecmp(h->name, "Age") == 0)
+		if (headers_get(fresh, h->name) || strcasecmp(h->name, "Age") == 0 ||
+		    strcasecmp(h->name, "Date") == 0)
 			continue;
 		if (headers_add(&e->headers, h->name, strlen(h->name), h->value,
 		                strlen(h->value)) < 0)
 			return -1;
 	}
-	return copy_headers(&e->headers, fresh);
+	if (headers_copy(&e->headers, fresh) < 0)
+		return -1;
+	if (headers_get(fresh, "Date"))
+		return 0;
+	char date[POLICY_DATE_LEN];
+	policy_format_date(now, date);
+	return headers_add(&e->headers, "Date", 4, date, strlen(date));
 }
 
 struct entry *revalidate_entry(const struct entry *stored, const struct resphead *not_modified,
@@ -80,30 +79,11 @@ struct entry *revalidate_entry(const struct entry *stored, const struct resphead
 	e->response_time = response_time;
 	e->content_length = stored->content_length;
 	memcpy(e->upstream, stored->upstream, sizeof e->upstream);
-	if (merge_fields(e, stored, &fresh) < 0)
+	if (merge_fields(e, stored, &fresh, response_time) < 0)
 		goto fail;
-	if (headers_get(&fresh, "Date") == NULL) {
-		/* the stored Date is the old response's: the 304 is now */
-		struct http_headers keep;
-		headers_init(&keep);
-		for (int i = 0; i < e->headers.n; i++) {
-			const struct http_header *h = &e->headers.v[i];
-			if (strcasecmp(h->name, "Date") != 0 &&
-			    headers_add(&keep, h->name, strlen(h->name), h->value, strlen(h->value)) < 0) {
-				headers_free(&keep);
-				goto fail;
-			}
-		}
-		char date[POLICY_DATE_LEN];
-		policy_format_date(response_time, date);
-		headers_free(&e->headers);
-		e->headers = keep;
-		if (headers_add(&e->headers, "Date", 4, date, strlen(date)) < 0)
-			goto fail;
-	}
 	if (stored->vary && (e->vary = strdup(stored->vary)) == NULL)
 		goto fail;
-	if (copy_headers(&e->vary_req, &stored->vary_req) < 0 || entry_serialise_head(e) < 0)
+	if (headers_copy(&e->vary_req, &stored->vary_req) < 0 || entry_serialise_head(e) < 0)
 		goto fail;
 	const char *date = headers_get(&e->headers, "Date");
 	const char *age = headers_get(&fresh, "Age");

@@ -24,6 +24,9 @@ void headers_init(struct http_headers *h);
 void headers_free(struct http_headers *h);
 int headers_add(struct http_headers *h, const char *name, size_t nlen,
                 const char *value, size_t vlen);
+/* Append every line of `from` to `to`, in order. Returns 0 or -1 (out of
+ * memory: `to` keeps what was added). */
+int headers_copy(struct http_headers *to, const struct http_headers *from);
 /* First value of `name` (case-insensitive), or NULL. */
 const char *headers_get(const struct http_headers *h, const char *name);
 
