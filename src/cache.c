@@ -267,10 +267,7 @@ struct entry *cache_lookup_stale(struct keyhead *h, const struct http_headers *r
 			continue;
 		enum entry_state st;
 		entry_bytes(e, &st);
-		if (st == ENTRY_COMPLETE && (headers_get(&e->headers, "ETag") ||
-		                             headers_get(&e->headers, "Last-Modified")))
-			return e;
-		return NULL; /* the variant that fits cannot be revalidated */
+		return st == ENTRY_COMPLETE ? e : NULL;
 	}
 	return NULL;
 }

@@ -38,6 +38,9 @@ struct fetch {
 	struct entry *e;                /* published entry: the fetch's reference */
 	struct entry *validate;         /* a stored variant to revalidate, or NULL
 	                                   (a reference: revalidate.h) */
+	int stale_if_error;             /* the starter may be answered with the stored
+	                                   variant if the origin fails (RFC 5861): then
+	                                   a 500/502/503/504 fails the fetch too */
 	struct entry_reader validate_rd;/* attached to validate from the start, so
 	                                   that its body stays whatever happens to it
 	                                   (evicted, replaced: transit frees what no
@@ -238,6 +241,14 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_FINAL:
 		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
 			return 0;
+		if (f->stale_if_error && (f->head.status == 500 || f->head.status == 502 ||
+		                          f->head.status == 503 || f->head.status == 504)) {
+			/* an error a stored copy may stand in for (RFC 5861): a
+			 * failed fetch, not a response to store or pass on */
+			snprintf(f->why, sizeof f->why, "the origin answered %d %s",
+			         f->head.status, f->head.reason);
+			return 0;
+		}
 		if (f->validate && f->head.status == 304) {
 			if (publish_revalidated(f) < 0)
 				return 0;
@@ -413,7 +424,15 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	f->port = x->url.port;
 	f->starter = starter;
 	f->out = out;
-	if (validate && entry_attach(validate, &f->validate_rd) == 0) {
+	if (validate) {
+		int64_t age = policy_age(validate->date_value, validate->age_value,
+		                         validate->request_time, validate->response_time, time(NULL));
+		f->stale_if_error = policy_stale_if_error(&validate->headers,
+		                                          validate->freshness_lifetime, age);
+	}
+	if (validate && (headers_get(&validate->headers, "ETag") ||
+	                 headers_get(&validate->headers, "Last-Modified")) &&
+	    entry_attach(validate, &f->validate_rd) == 0) {
 		entry_ref(validate); /* else its body is going: fetch as a miss */
 		f->validate = validate;
 	}

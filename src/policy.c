@@ -38,7 +38,7 @@ static int64_t parse_delta(const char *s, size_t n)
 void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc)
 {
 	memset(cc, 0, sizeof *cc);
-	cc->max_age = cc->s_maxage = -1;
+	cc->max_age = cc->s_maxage = cc->stale_if_error = -1;
 	for (int i = 0; i < h->n; i++) {
 		if (strcasecmp(h->v[i].name, "Cache-Control") != 0)
 			continue;
@@ -90,6 +90,8 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 			} else if (IS("s-maxage") && val && cc->s_maxage < 0) {
 				int64_t v = parse_delta(val, vlen);
 				cc->s_maxage = v < 0 ? 0 : v;
+			} else if (IS("stale-if-error") && val && cc->stale_if_error < 0) {
+				cc->stale_if_error = parse_delta(val, vlen); /* invalid: -1, none */
 			}
 #undef IS
 		}
@@ -224,6 +226,15 @@ int64_t policy_storable(const struct http_headers *req, int status,
 		return 0;
 	}
 	return lifetime;
+}
+
+int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age)
+{
+	struct cache_control cc;
+	policy_parse_cache_control(resp, &cc);
+	if (cc.stale_if_error < 0 || cc.no_cache || cc.must_revalidate || cc.proxy_revalidate)
+		return 0;
+	return age <= lifetime + cc.stale_if_error;
 }
 
 int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now)

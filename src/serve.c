@@ -300,6 +300,25 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 		cache_forget_hfm(x->on_response_head_arg);
 }
 
+/* The fetch failed (`why`): answer with the stored variant e, stale, if
+ * its stale-if-error allows (RFC 5861; Squid's TCP_REFRESH_FAIL_OLD).
+ * Returns 1 when it did. */
+static int serve_stale_on_error(struct exchange *x, struct entry *e, const char *why)
+{
+	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
+	                         time(NULL));
+	struct entry_reader rd;
+	if (!policy_stale_if_error(&e->headers, e->freshness_lifetime, age) ||
+	    entry_attach(e, &rd) < 0)
+		return 0;
+	stats_inc(STAT_cache_stale_if_error_total);
+	log_info("%s: answered with the stored copy, stale (stale-if-error): %s", x->req.url, why);
+	x->result = "TCP_REFRESH_FAIL_OLD";
+	deliver(x, e, &rd, "corral; hit; detail=stale-if-error", 0);
+	x->upstream[0] = '\0';
+	return 1;
+}
+
 /* This request caused the fetch: wait for its outcome (no timeout — the
  * fetch has the upstream timeouts), then read the entry like everyone. */
 static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
@@ -323,6 +342,8 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	x->hierarchy = "HIER_DIRECT";
 	if (out.entry == NULL) {
 		x->hierarchy = "HIER_NONE";
+		if (out.status != 403 && validate && serve_stale_on_error(x, validate, out.why))
+			return;
 		if (out.status == 403)
 			x->result = "TCP_DENIED"; /* the destination filter said no */
 		exchange_error(x, out.status, out.why);

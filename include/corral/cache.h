@@ -107,9 +107,11 @@ void cache_head_put(struct keyhead *h, struct entry *used);
  * reader (or take a reference) before unlocking. */
 struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
 
-/* The stored variant of h that fits `req`, fresh or not, that a fetch may
- * revalidate (RFC 9111 4.3.1): a whole body and a validator (ETag or
- * Last-Modified); or NULL. Caller holds h->lock; no reference taken. */
+/* The stored variant of h that fits `req`, fresh or not, with its whole
+ * body; or NULL. A fetch revalidates it when it has a validator (RFC 9111
+ * 4.3.1), and its request may be answered with it stale when the fetch
+ * fails and its stale-if-error allows (RFC 5861). Caller holds h->lock; no
+ * reference taken. */
 struct entry *cache_lookup_stale(struct keyhead *h, const struct http_headers *req);
 
 /* This request will fetch for h: PENDING_STORE, one more fetch pending.

@@ -15,8 +15,11 @@
 struct exchange;
 
 /* Revalidation (RFC 9111 4.3): with `validate` (a stored variant of the key
- * with a whole body and an ETag or Last-Modified; the fetch takes its own
- * reference), the request carries If-None-Match / If-Modified-Since from it.
+ * with a whole body, cache_lookup_stale) that has an ETag or Last-Modified
+ * (the fetch then takes its own reference), the request carries
+ * If-None-Match / If-Modified-Since from it. When its stale-if-error allows
+ * (RFC 5861), an origin's 500, 502, 503 or 504 fails the fetch (out->status
+ * 502, out->why saying so), so that the caller can answer with it stale.
  * A 304 makes a new entry of that variant's head updated with the 304's
  * fields (4.3.4) and its body, published and stored like any response; any
  * other answer is a response like any other. out->revalidated says which. */

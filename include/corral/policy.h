@@ -16,6 +16,7 @@ struct cache_control {
 	int no_store, no_cache, private_, public_, must_revalidate, proxy_revalidate;
 	int only_if_cached;
 	int64_t max_age, s_maxage;
+	int64_t stale_if_error;   /* RFC 5861, seconds; -1 none */
 };
 
 void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc);
@@ -64,6 +65,12 @@ int64_t policy_storable(const struct http_headers *req, int status,
 /* Is a response with this freshness lifetime already stale as it arrives
  * at `now`, by its Age or its Date? (Storing it would serve nothing.) */
 int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now);
+
+/* May a stored response with fields `resp`, lifetime and age be served
+ * stale because its fetch failed (RFC 5861 stale-if-error=N: while age is
+ * at most lifetime + N)? Never with no-cache, must-revalidate or
+ * proxy-revalidate, which ask for validation first (RFC 9111 4.2.4). */
+int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age);
 
 /* Current age of a stored response (RFC 9111 4.2.3). */
 int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,

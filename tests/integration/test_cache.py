@@ -995,6 +995,47 @@ def test_a_revalidated_entry_that_may_not_be_stored_still_streams(corral, origin
     assert metric(c, "cache_revalidated_total") == 1
 
 
+@pytest.mark.parametrize("cc, failure, stale_served", [
+    ("max-age=1, stale-if-error=60", "503", True),
+    ("max-age=1, stale-if-error=60", "reset", True),
+    ("max-age=1", "503", False),                                   # not allowed
+    ("max-age=1, stale-if-error=60, must-revalidate", "503", False),
+    ("max-age=1, stale-if-error=60", "404", False),                # not an error
+], ids=["503", "reset", "no-directive", "must-revalidate", "404"])
+def test_stale_if_error(corral, origin, cc, failure, stale_served):
+    # RFC 5861: a stale stored copy may answer when the origin fails (a 500,
+    # 502, 503 or 504, or no answer), for as long as stale-if-error says
+    fail = o.reset() if failure == "reset" else \
+        o.fixed(status=int(failure), reason="Failing", headers=[("Cache-Control", "no-store")],
+                body=b"origin says " + failure.encode())
+    # (a reset every time: libcurl retries once on a fresh connection when a
+    # reused one is reset)
+    recovered = [fail] if failure == "reset" else [o.fixed(headers=[("Cache-Control", cc)],
+                                                           body=b"new")]
+    origin.route("/sie", o.sequence(o.fixed(headers=[("Cache-Control", cc)], body=b"the copy"),
+                                    fail, *recovered))
+    c = corral()
+    assert get(c, origin, "/sie").body == b"the copy"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/sie")
+    assert origin.count("/sie") == (3 if failure == "reset" else 2)
+    if stale_served:
+        assert r.status == 200 and r.body == b"the copy", r
+        cs = status_of(r)
+        assert is_hit(cs) and cs.get("detail") == "stale-if-error", cs
+        assert int(r.header("age")) >= 2
+        assert metric(c, "cache_stale_if_error_total") == 1
+        assert "TCP_REFRESH_FAIL_OLD/200" in [l.split()[3] for l in c.wait_log_lines(2)]
+        if failure != "reset":
+            # the origin is back: the next request fetches (the copy is stale)
+            r = get(c, origin, "/sie")
+            assert r.body == b"new" and origin.count("/sie") == 3, r
+    else:
+        assert r.status == (502 if failure == "reset" else int(failure)), r
+        assert metric(c, "cache_stale_if_error_total") == 0
+
+
 @pytest.mark.concurrency
 def test_a_herd_on_a_stale_entry_makes_one_revalidation(corral, origin):
     # n clients on a stale URL: one conditional request, held at the origin

@@ -644,6 +644,31 @@ test_storable(void)
 /* ---- age and freshness ------------------------------------------------- */
 
 static void
+test_stale_if_error(void)
+{
+	struct http_headers h;
+	headers_init(&h);
+	H(&h, "Cache-Control: max-age=60, stale-if-error=30");
+	CHECK(policy_stale_if_error(&h, 60, 59));
+	CHECK(policy_stale_if_error(&h, 60, 90));        /* lifetime + 30 */
+	CHECK(!policy_stale_if_error(&h, 60, 91));
+	H(&h, "Cache-Control: max-age=60, stale-if-error=\"30\"");
+	CHECK(policy_stale_if_error(&h, 60, 90));
+	H(&h, "Cache-Control: max-age=60");
+	CHECK(!policy_stale_if_error(&h, 60, 61));      /* no permission */
+	H(&h, "Cache-Control: max-age=60, stale-if-error=x");
+	CHECK(!policy_stale_if_error(&h, 60, 61));      /* invalid: none */
+	/* what asks for validation first wins (RFC 9111 4.2.4) */
+	H(&h, "Cache-Control: max-age=60, stale-if-error=30, must-revalidate");
+	CHECK(!policy_stale_if_error(&h, 60, 61));
+	H(&h, "Cache-Control: max-age=60, stale-if-error=30", "Cache-Control: proxy-revalidate");
+	CHECK(!policy_stale_if_error(&h, 60, 61));
+	H(&h, "Cache-Control: no-cache, stale-if-error=30");
+	CHECK(!policy_stale_if_error(&h, 0, 1));
+	headers_free(&h);
+}
+
+static void
 test_age(void)
 {
 	/* args: date_value, age_value, request_time, response_time, now */
@@ -876,6 +901,7 @@ main(void)
 	test_request();
 	test_storable();
 	test_age();
+	test_stale_if_error();
 	test_fresh();
 	test_vary();
 	headers_free(&req);
