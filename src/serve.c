@@ -49,6 +49,8 @@ enum verdict {
 	V_PASS_HEAD,  /* HEAD without a stored GET: forward it */
 	V_TIMEOUT,    /* waited coalesce_timeout: go upstream */
 	V_NOT_STORED, /* only-if-cached and nothing stored to answer with: 504 */
+	V_STALE,      /* the fetch it waited for failed; a stale stored copy may
+	                 answer (stale-if-error) */
 };
 
 static void pass(struct exchange *x, const char *cache_status)
@@ -174,6 +176,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 	int conditional = conditional_present(&r->headers);
 	struct timespec deadline = mono_deadline(x->cfg->coalesce_timeout_ms);
 	int waited = 0, in_herd = 0;
+	unsigned failures_before = 0; /* h->failures when it began to wait */
 	enum verdict v;
 	struct herd_waiter *w = NULL; /* our node while in_herd */
 
@@ -229,6 +232,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		if (h->phase == KEY_PENDING_STORE) {
 			if (!waited) {
 				waited = 1;
+				failures_before = h->failures;
 				stats_inc(STAT_cache_waiters);
 				exchange_will_block();
 			}
@@ -252,6 +256,22 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				break;
 			}
 			continue;
+		}
+		if (waited && h->failures != failures_before && !is_head) {
+			/* the fetch it waited for failed: a stale copy that may
+			 * stand in answers now, rather than a fetch of its own
+			 * that would likely fail the same way (each waiter in
+			 * turn: a herd would wait a timeout apiece) */
+			struct entry *st = cache_lookup_stale(h, &r->headers);
+			if (st && policy_stale_if_error(&st->headers, st->freshness_lifetime,
+			                                policy_age(st->date_value, st->age_value,
+			                                           st->request_time, st->response_time,
+			                                           time(NULL)))) {
+				entry_ref(st);
+				*found = st;
+				v = V_STALE;
+				break;
+			}
 		}
 		if (only_stored) {
 			v = V_NOT_STORED; /* no fetch for it: only-if-cached */
@@ -458,6 +478,11 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_NOT_STORED:
 		not_stored(x);
+		break;
+	case V_STALE:
+		if (!serve_stale_on_error(x, e, "the fetch it waited for failed"))
+			exchange_error(x, 502, "the fetch it waited for failed, and the stored copy "
+			               "went meanwhile");
 		break;
 	}
 	cache_head_put(h, used);

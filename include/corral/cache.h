@@ -73,6 +73,8 @@ struct keyhead {
 	int fetches;               /* lock: fetches that have not published yet */
 	struct entry *variants;    /* lock + table lock to change, either to read */
 	struct herd_waiter *herd;  /* lock: waiters the next publish claims */
+	unsigned failures;         /* lock: fetches of the key that failed
+	                              (cache_fail), for waiters to tell */
 };
 
 /* What a fetch tells the request that started it. Protected by the head's

@@ -1037,6 +1037,31 @@ def test_stale_if_error(corral, origin, cc, failure, stale_served):
 
 
 @pytest.mark.concurrency
+def test_a_herd_whose_fetch_fails_gets_the_stale_copy_at_once(corral, origin):
+    # The fetch fails (503) while n-1 requests wait for it: with
+    # stale-if-error, every one is answered with the stale copy; none goes to
+    # the origin after it (each retrying in turn would wait for its own
+    # failure, a timeout apiece when the origin is down)
+    n = SMALL_HERD
+    go = threading.Event()
+    cc = [("Cache-Control", "max-age=1, stale-if-error=600")]
+    origin.route("/hf", o.sequence(o.fixed(headers=cc, body=BODY),
+                                   o.hold(go, then=o.fixed(status=503, reason="Unavailable",
+                                                          body=b"down"))))
+    c = corral()
+    assert get(c, origin, "/hf").body == BODY
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    first, rest = start_herd(c, origin, "/hf", n, requests_before=1)
+    go.set()
+    parsers = first.join() + rest.join()
+    assert_all_full(parsers)
+    assert all(cache_status(p.headers).get("detail") == "stale-if-error" for p in parsers)
+    assert origin.count("/hf") == 2
+    assert metric(c, "cache_stale_if_error_total") == n
+
+
+@pytest.mark.concurrency
 def test_a_herd_on_a_stale_entry_makes_one_revalidation(corral, origin):
     # n clients on a stale URL: one conditional request, held at the origin
     # until all have arrived; its 304 gives every one of them the stored body
