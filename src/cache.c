@@ -431,7 +431,8 @@ void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetc
 void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
 {
 	pthread_mutex_lock(&h->lock);
-	h->failures++;
+	if (status != 403)
+		h->failures++; /* (a refused destination is not the origin failing) */
 	out->entry = NULL;
 	out->status = status;
 	snprintf(out->why, sizeof out->why, "%s", why);

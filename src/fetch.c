@@ -36,11 +36,13 @@ struct fetch {
 	struct fetch_outcome *out;      /* the starter's, until published/failed */
 	struct resphead head;
 	struct entry *e;                /* published entry: the fetch's reference */
-	struct entry *validate;         /* a stored variant to revalidate, or NULL
-	                                   (a reference: revalidate.h) */
-	int stale_if_error;             /* the starter may be answered with the stored
-	                                   variant if the origin fails (RFC 5861): then
-	                                   a 500/502/503/504 fails the fetch too */
+	struct entry *validate;         /* the stored variant (a reference), or NULL:
+	                                   revalidated when `conditional`, and the
+	                                   starter's answer if the fetch fails while its
+	                                   stale-if-error allows (`may_stand_in`) */
+	int conditional;                /* it has a validator: revalidate.h */
+	int may_stand_in;               /* not a reload, and it says stale-if-error */
+	int stale_status;               /* the 5xx that failed the fetch for it */
 	struct entry_reader validate_rd;/* attached to validate from the start, so
 	                                   that its body stays whatever happens to it
 	                                   (evicted, replaced: transit frees what no
@@ -176,7 +178,7 @@ static int publish(struct fetch *f)
 	char *ip = NULL;
 	if (curl_easy_getinfo(f->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
 		snprintf(e->upstream, sizeof e->upstream, "%s", ip);
-	if (f->validate && f->out)
+	if (f->conditional && f->out)
 		f->out->revalidated = 2; /* asked with validators, got a new response */
 	drop_validate(f);
 	return publish_entry(f, e, hh);
@@ -223,6 +225,18 @@ static int append_body(void *arg, const char *p, size_t n)
 	return 0;
 }
 
+/* May the stored variant answer now, stale, because the fetch failed? Its
+ * body is held (validate_rd) since the fetch began. */
+static int can_stand_in(const struct fetch *f)
+{
+	const struct entry *e = f->validate;
+	if (e == NULL || !f->may_stand_in)
+		return 0;
+	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
+	                         time(NULL));
+	return policy_stale_if_error(&e->headers, e->freshness_lifetime, age);
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 {
 	struct fetch *f = ud;
@@ -241,15 +255,17 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_FINAL:
 		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
 			return 0;
-		if (f->stale_if_error && (f->head.status == 500 || f->head.status == 502 ||
-		                          f->head.status == 503 || f->head.status == 504)) {
-			/* an error a stored copy may stand in for (RFC 5861): a
-			 * failed fetch, not a response to store or pass on */
+		if ((f->head.status == 500 || f->head.status == 502 || f->head.status == 503 ||
+		     f->head.status == 504) && can_stand_in(f)) {
+			/* an error the stored copy may stand in for (RFC 5861),
+			 * decided now: a failed fetch, not a response to store
+			 * or pass on (else the 5xx goes through as it is) */
+			f->stale_status = f->head.status;
 			snprintf(f->why, sizeof f->why, "the origin answered %d %s",
 			         f->head.status, f->head.reason);
 			return 0;
 		}
-		if (f->validate && f->head.status == 304) {
+		if (f->conditional && f->head.status == 304) {
 			if (publish_revalidated(f) < 0)
 				return 0;
 			return len;
@@ -352,7 +368,7 @@ static void fetch_job(void *arg)
 		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
 	}
 	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0 &&
-	    (f->validate == NULL || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
+	    (!f->conditional || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, on_header);
@@ -401,6 +417,13 @@ static void fetch_job(void *arg)
 		          : status == 504 ? STAT_upstream_timeouts_total
 		          : STAT_upstream_errors_total);
 		log_info("%s: cache fetch failed: %d %s", f->url, status, why);
+		if (status != 403 && f->starter && can_stand_in(f) &&
+		    entry_attach(f->validate, f->starter) == 0) {
+			/* the starter's answer: the stored copy, stale */
+			entry_ref(f->validate);
+			f->out->stale = f->validate;
+			f->out->stale_status = f->stale_status ? f->stale_status : status;
+		}
 		cache_fail(f->h, status, why, f->out);
 	}
 	if (f->curl)
@@ -410,7 +433,7 @@ static void fetch_job(void *arg)
 }
 
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out, struct entry *validate)
+                struct fetch_outcome *out, struct entry *validate, int refresh)
 {
 	const struct request *r = &x->req;
 	struct fetch *f = calloc(1, sizeof *f);
@@ -425,16 +448,18 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	f->starter = starter;
 	f->out = out;
 	if (validate) {
-		int64_t age = policy_age(validate->date_value, validate->age_value,
-		                         validate->request_time, validate->response_time, time(NULL));
-		f->stale_if_error = policy_stale_if_error(&validate->headers,
-		                                          validate->freshness_lifetime, age);
-	}
-	if (validate && (headers_get(&validate->headers, "ETag") ||
-	                 headers_get(&validate->headers, "Last-Modified")) &&
-	    entry_attach(validate, &f->validate_rd) == 0) {
-		entry_ref(validate); /* else its body is going: fetch as a miss */
-		f->validate = validate;
+		int conditional = headers_get(&validate->headers, "ETag") ||
+		                  headers_get(&validate->headers, "Last-Modified");
+		/* a reload never gets the copy it came to replace; the age
+		 * is checked again when the fetch fails (can_stand_in) */
+		int may = !refresh && policy_stale_if_error(&validate->headers,
+		                                            validate->freshness_lifetime, 0);
+		if ((conditional || may) && entry_attach(validate, &f->validate_rd) == 0) {
+			entry_ref(validate); /* else its body is going: a plain miss */
+			f->validate = validate;
+			f->conditional = conditional;
+			f->may_stand_in = may;
+		}
 	}
 	if (f->url == NULL)
 		goto fail;

@@ -232,7 +232,10 @@ int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	if (cc.stale_if_error < 0 || cc.no_cache || cc.must_revalidate || cc.proxy_revalidate)
+	/* s-maxage carries proxy-revalidate for a shared cache (RFC 9111
+	 * 5.2.2.10) */
+	if (cc.stale_if_error < 0 || cc.no_cache || cc.must_revalidate || cc.proxy_revalidate ||
+	    cc.s_maxage >= 0)
 		return 0;
 	return age <= lifetime + cc.stale_if_error;
 }

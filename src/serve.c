@@ -257,7 +257,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			}
 			continue;
 		}
-		if (waited && h->failures != failures_before && !is_head) {
+		if (waited && h->failures != failures_before && !is_head && !refresh) {
 			/* the fetch it waited for failed: a stale copy that may
 			 * stand in answers now, rather than a fetch of its own
 			 * that would likely fail the same way (each waiter in
@@ -320,22 +320,20 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 		cache_forget_hfm(x->on_response_head_arg);
 }
 
-/* The fetch failed (`why`): answer with the stored variant e, stale, if
- * its stale-if-error allows (RFC 5861; Squid's TCP_REFRESH_FAIL_OLD).
- * Returns 1 when it did. */
-static int serve_stale_on_error(struct exchange *x, struct entry *e, const char *why)
+static void serve_stored(struct exchange *x, struct entry *e, struct entry_reader *rd,
+                         const char *result, const char *cache_status);
+
+/* A waiter whose fetch failed (V_STALE): answer with the stored variant e,
+ * stale, which its stale-if-error allowed (RFC 5861; Squid's
+ * TCP_REFRESH_FAIL_OLD); its preconditions still get their 304. Returns 0
+ * when e's body went meanwhile (evicted). */
+static int serve_stale(struct exchange *x, struct entry *e)
 {
-	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
-	                         time(NULL));
 	struct entry_reader rd;
-	if (!policy_stale_if_error(&e->headers, e->freshness_lifetime, age) ||
-	    entry_attach(e, &rd) < 0)
+	if (entry_attach(e, &rd) < 0)
 		return 0;
 	stats_inc(STAT_cache_stale_if_error_total);
-	log_info("%s: answered with the stored copy, stale (stale-if-error): %s", x->req.url, why);
-	x->result = "TCP_REFRESH_FAIL_OLD";
-	deliver(x, e, &rd, "corral; hit; detail=stale-if-error", 0);
-	x->upstream[0] = '\0';
+	serve_stored(x, e, &rd, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error");
 	return 1;
 }
 
@@ -347,7 +345,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 {
 	struct fetch_outcome out = { .done = 0 };
 	exchange_will_block();
-	fetch_start(x, h, rd, &out, validate);
+	fetch_start(x, h, rd, &out, validate, refresh);
 	pthread_mutex_lock(&h->lock);
 	while (!out.done)
 		pthread_cond_wait(&h->changed, &h->lock);
@@ -360,10 +358,22 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	            : out.revalidated == 1 ? "TCP_REFRESH_UNMODIFIED"
 	            : out.revalidated == 2 ? "TCP_REFRESH_MODIFIED" : "TCP_MISS";
 	x->hierarchy = "HIER_DIRECT";
+	if (out.entry == NULL && out.stale) {
+		/* the fetch failed; the stored copy stands in (the fetch
+		 * attached rd to it): RFC 9211's fwd-status says what came */
+		char cs[128];
+		snprintf(cs, sizeof cs, "corral; fwd=stale; fwd-status=%d; detail=stale-if-error",
+		         out.stale_status);
+		log_info("%s: answered with the stored copy, stale (stale-if-error): %s",
+		         x->req.url, out.why);
+		stats_inc(STAT_cache_stale_if_error_total);
+		serve_stored(x, out.stale, rd, "TCP_REFRESH_FAIL_OLD", cs);
+		x->hierarchy = "HIER_DIRECT"; /* it did go to the origin */
+		entry_unref(&out.stale);
+		return;
+	}
 	if (out.entry == NULL) {
 		x->hierarchy = "HIER_NONE";
-		if (out.status != 403 && validate && serve_stale_on_error(x, validate, out.why))
-			return;
 		if (out.status == 403)
 			x->result = "TCP_DENIED"; /* the destination filter said no */
 		exchange_error(x, out.status, out.why);
@@ -480,7 +490,7 @@ void cache_serve(struct exchange *x)
 		not_stored(x);
 		break;
 	case V_STALE:
-		if (!serve_stale_on_error(x, e, "the fetch it waited for failed"))
+		if (!serve_stale(x, e))
 			exchange_error(x, 502, "the fetch it waited for failed, and the stored copy "
 			               "went meanwhile");
 		break;

@@ -74,7 +74,8 @@ struct keyhead {
 	struct entry *variants;    /* lock + table lock to change, either to read */
 	struct herd_waiter *herd;  /* lock: waiters the next publish claims */
 	unsigned failures;         /* lock: fetches of the key that failed
-	                              (cache_fail), for waiters to tell */
+	                              (cache_fail; not a refused destination), for
+	                              waiters to tell */
 };
 
 /* What a fetch tells the request that started it. Protected by the head's
@@ -86,6 +87,11 @@ struct fetch_outcome {
 	int revalidated;           /* the fetch asked with a stored variant's
 	                              validators: 1 the origin said 304 (the body
 	                              is the stored one), 2 it sent a new response */
+	struct entry *stale;       /* failed: the stored variant that answers
+	                              instead (stale-if-error), a reference with the
+	                              starter's reader attached; or NULL */
+	int stale_status;          /* then: the origin's 5xx, or the failure's
+	                              502/504 */
 	int status;                /* failed: 502, 504 or 403 */
 	char why[384];             /* failed: a sentence for the error body */
 };

@@ -17,9 +17,11 @@ struct exchange;
 /* Revalidation (RFC 9111 4.3): with `validate` (a stored variant of the key
  * with a whole body, cache_lookup_stale) that has an ETag or Last-Modified
  * (the fetch then takes its own reference), the request carries
- * If-None-Match / If-Modified-Since from it. When its stale-if-error allows
- * (RFC 5861), an origin's 500, 502, 503 or 504 fails the fetch (out->status
- * 502, out->why saying so), so that the caller can answer with it stale.
+ * If-None-Match / If-Modified-Since from it. Unless `refresh` (a reload), it
+ * may stand in when the fetch fails: no answer, or an origin's 500, 502, 503
+ * or 504 at a moment its stale-if-error still allows (RFC 5861). Then
+ * out->stale is it, with `starter` attached to it, and the failure counts
+ * as one (cache_fail); else the 5xx is a response like any other.
  * A 304 makes a new entry of that variant's head updated with the 304's
  * fields (4.3.4) and its body, published and stored like any response; any
  * other answer is a response like any other. out->revalidated says which. */
@@ -31,6 +33,6 @@ struct exchange;
  * `h`. Returns 0, or -1 when it could not start (`out` is then filled as a
  * failure and the count given back). */
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out, struct entry *validate);
+                struct fetch_outcome *out, struct entry *validate, int refresh);
 
 #endif

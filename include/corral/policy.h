@@ -68,8 +68,9 @@ int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, i
 
 /* May a stored response with fields `resp`, lifetime and age be served
  * stale because its fetch failed (RFC 5861 stale-if-error=N: while age is
- * at most lifetime + N)? Never with no-cache, must-revalidate or
- * proxy-revalidate, which ask for validation first (RFC 9111 4.2.4). */
+ * at most lifetime + N)? Never with no-cache, must-revalidate,
+ * proxy-revalidate or s-maxage, which ask a shared cache to validate first
+ * (RFC 9111 4.2.4, 5.2.2.10). */
 int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age);
 
 /* Current age of a stored response (RFC 9111 4.2.3). */

@@ -1001,7 +1001,8 @@ def test_a_revalidated_entry_that_may_not_be_stored_still_streams(corral, origin
     ("max-age=1", "503", False),                                   # not allowed
     ("max-age=1, stale-if-error=60, must-revalidate", "503", False),
     ("max-age=1, stale-if-error=60", "404", False),                # not an error
-], ids=["503", "reset", "no-directive", "must-revalidate", "404"])
+    ("s-maxage=1, stale-if-error=60", "503", False),               # proxy-revalidate
+], ids=["503", "reset", "no-directive", "must-revalidate", "404", "s-maxage"])
 def test_stale_if_error(corral, origin, cc, failure, stale_served):
     # RFC 5861: a stale stored copy may answer when the origin fails (a 500,
     # 502, 503 or 504, or no answer), for as long as stale-if-error says
@@ -1023,7 +1024,9 @@ def test_stale_if_error(corral, origin, cc, failure, stale_served):
     if stale_served:
         assert r.status == 200 and r.body == b"the copy", r
         cs = status_of(r)
-        assert is_hit(cs) and cs.get("detail") == "stale-if-error", cs
+        # it went to the origin (RFC 9211: fwd, and what came back)
+        assert cs.get("fwd") == "stale" and cs.get("detail") == "stale-if-error", cs
+        assert cs.get("fwd-status") == ("502" if failure == "reset" else failure), cs
         assert int(r.header("age")) >= 2
         assert metric(c, "cache_stale_if_error_total") == 1
         assert "TCP_REFRESH_FAIL_OLD/200" in [l.split()[3] for l in c.wait_log_lines(2)]
@@ -1034,6 +1037,42 @@ def test_stale_if_error(corral, origin, cc, failure, stale_served):
     else:
         assert r.status == (502 if failure == "reset" else int(failure)), r
         assert metric(c, "cache_stale_if_error_total") == 0
+
+
+def test_stale_if_error_is_decided_when_the_error_comes(corral, origin):
+    # The copy may stand in when its fetch starts (age 2 <= 1 + 2), not when
+    # the origin's 503 comes (age 5): the 503 goes through as it is, not a
+    # 502 of corral's
+    go = threading.Event()
+    origin.route("/late", o.sequence(
+        o.fixed(headers=[("Cache-Control", "max-age=1, stale-if-error=2")], body=b"the copy"),
+        o.hold(go, then=o.fixed(status=503, reason="Unavailable",
+                                headers=[("Retry-After", "7")], body=b"down"))))
+    c = corral()
+    assert get(c, origin, "/late").body == b"the copy"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    with c.client() as cl:
+        cl.send(request(origin, "/late", headers=[("Connection", "close")]))
+        origin.wait_arrivals("/late", 2, timeout=TIMEOUT)
+        wait_for(lambda: int(time.time()) >= stored_at + 5, 8, "the stale-if-error window to close")
+        go.set()
+        r = cl.read_response()
+    assert r.status == 503 and r.body == b"down" and r.header("retry-after") == "7", r
+    assert metric(c, "cache_stale_if_error_total") == 0
+
+
+def test_a_reload_never_gets_the_copy_it_came_to_replace(corral, origin):
+    # no-cache asks for the origin's answer: its 500 goes through, even with
+    # stale-if-error on a copy still fresh
+    origin.route("/rl", o.sequence(
+        o.fixed(headers=[("Cache-Control", "max-age=600, stale-if-error=60")], body=b"the copy"),
+        o.fixed(status=500, reason="Broken", body=b"broken")))
+    c = corral()
+    assert get(c, origin, "/rl").body == b"the copy"
+    r = get(c, origin, "/rl", headers=[("Cache-Control", "no-cache")])
+    assert r.status == 500 and r.body == b"broken", r
+    assert metric(c, "cache_stale_if_error_total") == 0
 
 
 @pytest.mark.concurrency

@@ -665,6 +665,8 @@ test_stale_if_error(void)
 	CHECK(!policy_stale_if_error(&h, 60, 61));
 	H(&h, "Cache-Control: no-cache, stale-if-error=30");
 	CHECK(!policy_stale_if_error(&h, 0, 1));
+	H(&h, "Cache-Control: s-maxage=60, stale-if-error=30");
+	CHECK(!policy_stale_if_error(&h, 60, 61));
 	headers_free(&h);
 }
 
