@@ -250,9 +250,7 @@ void cache_head_put(struct keyhead *h, struct entry *used)
 struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now)
 {
 	for (struct entry *e = h->variants; e; e = e->variant_next) {
-		int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
-		                         e->response_time, now);
-		if (!policy_fresh(e->freshness_lifetime, age))
+		if (!policy_fresh(e->freshness_lifetime, entry_age(e, now)))
 			continue;
 		if (e->hfm || policy_vary_match(e->vary, &e->vary_req, req))
 			return e;

@@ -137,8 +137,7 @@ void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader 
 			}
 		}
 	}
-	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
-	                         time(NULL));
+	int64_t age = entry_age(e, time(NULL));
 	strbuf_str(&b, "Age: ");
 	strbuf_u64(&b, (uint64_t)(age < 0 ? 0 : age), 0, ' ');
 	strbuf_str(&b, "\r\nCache-Status: ");

@@ -34,8 +34,7 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 {
 	const struct request *r = &x->req;
 	uint64_t have = entry_bytes(e, state);
-	int64_t age = policy_age(e->date_value, e->age_value, e->request_time,
-	                         e->response_time, time(NULL));
+	int64_t age = entry_age(e, time(NULL));
 	struct strbuf b = strbuf_on(buf, len);
 
 	*chunked = 0;

@@ -3,6 +3,7 @@
  * lifecycle and the locking rules).
  */
 #include "corral/entry.h"
+#include "corral/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,4 +422,14 @@ int entry_serialise_head(struct entry *e)
 	e->wire_head = p;
 	e->wire_head_len = n;
 	return 0;
+}
+
+int64_t entry_age(const struct entry *e, int64_t now)
+{
+	return policy_age(e->date_value, e->age_value, e->request_time, e->response_time, now);
+}
+
+int entry_may_stand_in(const struct entry *e, int64_t now)
+{
+	return policy_stale_if_error(&e->headers, e->freshness_lifetime, entry_age(e, now));
 }

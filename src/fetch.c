@@ -229,12 +229,7 @@ static int append_body(void *arg, const char *p, size_t n)
  * body is held (validate_rd) since the fetch began. */
 static int can_stand_in(const struct fetch *f)
 {
-	const struct entry *e = f->validate;
-	if (e == NULL || !f->may_stand_in)
-		return 0;
-	int64_t age = policy_age(e->date_value, e->age_value, e->request_time, e->response_time,
-	                         time(NULL));
-	return policy_stale_if_error(&e->headers, e->freshness_lifetime, age);
+	return f->validate && f->may_stand_in && entry_may_stand_in(f->validate, time(NULL));
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)

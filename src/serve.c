@@ -263,10 +263,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			 * that would likely fail the same way (each waiter in
 			 * turn: a herd would wait a timeout apiece) */
 			struct entry *st = cache_lookup_stale(h, &r->headers);
-			if (st && policy_stale_if_error(&st->headers, st->freshness_lifetime,
-			                                policy_age(st->date_value, st->age_value,
-			                                           st->request_time, st->response_time,
-			                                           time(NULL)))) {
+			if (st && entry_may_stand_in(st, time(NULL))) {
 				entry_ref(st);
 				*found = st;
 				v = V_STALE;
@@ -322,6 +319,20 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 
 static void serve_stored(struct exchange *x, struct entry *e, struct entry_reader *rd,
                          const char *result, const char *cache_status);
+
+/* Answer x with a 304 for stored entry e, detaching rd, when its
+ * If-None-Match / If-Modified-Since say the client's copy is current.
+ * Returns 1 when it did, else 0 (rd still attached). */
+static int not_modified(struct exchange *x, struct entry *e, struct entry_reader *rd,
+                        const char *cache_status)
+{
+	if (!conditional_present(&x->req.headers) ||
+	    conditional_status(&x->req.headers, e) != 304)
+		return 0;
+	stats_inc(STAT_cache_conditional_total);
+	conditional_reply(x, e, rd, cache_status);
+	return 1;
+}
 
 /* A waiter whose fetch failed (V_STALE): answer with the stored variant e,
  * stale, which its stale-if-error allowed (RFC 5861; Squid's
@@ -386,13 +397,8 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		snprintf(status, sizeof status, "corral; fwd=%s; stored", fwd);
 	/* (a response not stored is not the cache's to answer preconditions
 	 * with, RFC 9111 4.3.2) */
-	if (!out.not_stored && conditional_present(&x->req.headers) &&
-	    conditional_status(&x->req.headers, out.entry) == 304) {
-		stats_inc(STAT_cache_conditional_total);
-		conditional_reply(x, out.entry, rd, status);
-	} else {
+	if (out.not_stored || !not_modified(x, out.entry, rd, status))
 		deliver(x, out.entry, rd, status, 1);
-	}
 	if (!out.not_stored)
 		*used = out.entry;
 	*found = out.entry; /* the caller drops the reference after using `used` */
@@ -405,15 +411,10 @@ static void serve_stored(struct exchange *x, struct entry *e, struct entry_reade
 {
 	x->result = result;
 	x->hierarchy = "HIER_NONE";
-	if (conditional_present(&x->req.headers) &&
-	    conditional_status(&x->req.headers, e) == 304) {
-		/* the client's copy is current (Squid's TCP_IMS_HIT) */
-		x->result = "TCP_IMS_HIT";
-		stats_inc(STAT_cache_conditional_total);
-		conditional_reply(x, e, rd, cache_status);
-	} else {
+	if (not_modified(x, e, rd, cache_status))
+		x->result = "TCP_IMS_HIT"; /* the client's copy is current: Squid's name */
+	else
 		deliver(x, e, rd, cache_status, 0);
-	}
 	x->upstream[0] = '\0';
 }
 

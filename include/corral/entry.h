@@ -202,6 +202,12 @@ void entry_pump(struct entry *e);
  * Returns 0 or -1 (out of memory). */
 int entry_serialise_head(struct entry *e);
 
+/* e's current age at `now` (RFC 9111 4.2.3, from its immutable times). */
+int64_t entry_age(const struct entry *e, int64_t now);
+/* May e answer stale at `now` because its origin failed (its
+ * stale-if-error, policy_stale_if_error)? */
+int entry_may_stand_in(const struct entry *e, int64_t now);
+
 /* Body bytes so far and state, under the lock. */
 uint64_t entry_bytes(struct entry *e, enum entry_state *state);
 
