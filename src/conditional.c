@@ -29,12 +29,11 @@ int conditional_present(const struct http_headers *req)
 	return 0;
 }
 
-/* One entity tag of an ETag field: its opaque part (quotes included) and
- * whether it is weak. */
+/* One entity tag of an ETag field: its opaque part, quotes included (a W/
+ * before it is skipped: the comparison is weak). */
 struct etag {
 	const char *tag;
 	size_t len;
-	int weak;
 };
 
 /* The next entity tag (or "*", as a tag of length 0) of a list at *p,
@@ -47,12 +46,11 @@ static int next_etag(const char **p, struct etag *t)
 	if (*s == '\0')
 		return 0;
 	if (*s == '*') {
-		*t = (struct etag){ s, 0, 0 };
+		*t = (struct etag){ s, 0 };
 		*p = s + 1;
 		return 1;
 	}
-	t->weak = strncmp(s, "W/", 2) == 0;
-	if (t->weak)
+	if (strncmp(s, "W/", 2) == 0)
 		s += 2;
 	if (*s != '"')
 		return -1;
@@ -69,7 +67,7 @@ static int next_etag(const char **p, struct etag *t)
  * ignoring W/)? "*" matches any stored response. */
 static int list_matches(const char *list, const char *stored)
 {
-	struct etag mine = { NULL, 0, 0 }, t;
+	struct etag mine = { NULL, 0 }, t;
 	const char *sp = stored;
 	int have_mine = stored && next_etag(&sp, &mine) == 1 && mine.len > 0;
 	const char *p = list;
