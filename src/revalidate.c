@@ -8,6 +8,7 @@
  */
 #include "corral/revalidate.h"
 #include "corral/policy.h"
+#include "corral/upstream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,28 +16,12 @@
 
 struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *stored)
 {
-	static const struct { const char *from, *as; } v[] = {
-		{ "ETag", "If-None-Match: " }, { "Last-Modified", "If-Modified-Since: " },
-	};
-	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-		const char *value = headers_get(&stored->headers, v[i].from);
-		if (value == NULL)
-			continue;
-		size_t n = strlen(v[i].as) + strlen(value) + 1;
-		char *line = malloc(n);
-		struct curl_slist *grown = NULL;
-		if (line) {
-			strcpy(line, v[i].as);
-			strcat(line, value);
-			grown = curl_slist_append(l, line);
-			free(line);
-		}
-		if (grown == NULL) {
-			curl_slist_free_all(l);
-			return NULL;
-		}
-		l = grown;
-	}
+	const char *etag = headers_get(&stored->headers, "ETag");
+	const char *lm = headers_get(&stored->headers, "Last-Modified");
+	if (etag && (l = upstream_header_append(l, "If-None-Match", etag)) == NULL)
+		return NULL;
+	if (lm && (l = upstream_header_append(l, "If-Modified-Since", lm)) == NULL)
+		return NULL;
 	return l;
 }
 

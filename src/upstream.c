@@ -277,6 +277,19 @@ static int slist_add(struct slist *l, const char *name, const char *value)
 	return rc;
 }
 
+struct curl_slist *upstream_header_append(struct curl_slist *l, const char *name,
+                                          const char *value)
+{
+	struct slist sl = { l, l };
+	while (sl.last && sl.last->next)
+		sl.last = sl.last->next;
+	if (slist_add(&sl, name, value) < 0) {
+		curl_slist_free_all(l);
+		return NULL;
+	}
+	return sl.first;
+}
+
 int upstream_request_headers(const char *method, const struct http_headers *headers,
                              int has_body, int via, int for_cache,
                              struct curl_slist **out)

@@ -37,6 +37,12 @@ int upstream_init(void);
 
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
 
+/* Append "name: value" to a header list made by upstream_request_headers
+ * (a value of any length). Returns the list, or NULL when out of memory (the
+ * list is then freed). */
+struct curl_slist *upstream_header_append(struct curl_slist *l, const char *name,
+                                          const char *value);
+
 /* The request headers to send upstream for `method` with the client's
  * `headers`: end-to-end headers in their order; hop-by-hop, Host (curl sends
  * it from the URL), Expect and — when the body is re-framed — Content-Length
