@@ -247,10 +247,13 @@ void cache_head_put(struct keyhead *h, struct entry *used)
 	pthread_mutex_unlock(&table.lock);
 }
 
-struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now)
+struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req,
+                           const struct policy_want *want, int64_t now)
 {
 	for (struct entry *e = h->variants; e; e = e->variant_next) {
-		if (!policy_fresh(e->freshness_lifetime, entry_age(e, now)))
+		int64_t age = entry_age(e, now);
+		if (e->hfm ? !policy_fresh(e->freshness_lifetime, age)
+		           : !policy_acceptable(want, &e->headers, e->freshness_lifetime, age))
 			continue;
 		if (e->hfm || policy_vary_match(e->vary, &e->vary_req, req))
 			return e;

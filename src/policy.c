@@ -38,7 +38,7 @@ static int64_t parse_delta(const char *s, size_t n)
 void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc)
 {
 	memset(cc, 0, sizeof *cc);
-	cc->max_age = cc->s_maxage = cc->stale_if_error = -1;
+	cc->max_age = cc->s_maxage = cc->stale_if_error = cc->min_fresh = cc->max_stale = -1;
 	for (int i = 0; i < h->n; i++) {
 		if (strcasecmp(h->v[i].name, "Cache-Control") != 0)
 			continue;
@@ -92,6 +92,11 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 				cc->s_maxage = v < 0 ? 0 : v;
 			} else if (IS("stale-if-error") && val && cc->stale_if_error < 0) {
 				cc->stale_if_error = parse_delta(val, vlen); /* invalid: -1, none */
+			} else if (IS("min-fresh") && val && cc->min_fresh < 0) {
+				cc->min_fresh = parse_delta(val, vlen); /* invalid: ignored */
+			} else if (IS("max-stale") && cc->max_stale < 0) {
+				/* no value: any staleness; an invalid one: none */
+				cc->max_stale = val ? parse_delta(val, vlen) : POLICY_AGE_MAX;
 			}
 #undef IS
 		}
@@ -156,12 +161,17 @@ void policy_format_date(int64_t t, char out[POLICY_DATE_LEN])
 	         tm.tm_sec);
 }
 
-enum policy_lookup policy_request(const char *method, const struct http_headers *req)
+enum policy_lookup policy_request(const char *method, const struct http_headers *req,
+                                  struct policy_want *want)
 {
+	want->max_age = want->min_fresh = want->max_stale = -1;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return POLICY_PASS;
 	struct cache_control cc;
 	policy_parse_cache_control(req, &cc);
+	want->max_age = cc.max_age;
+	want->min_fresh = cc.min_fresh;
+	want->max_stale = cc.max_stale;
 	const char *pragma = headers_get(req, "Pragma");
 	int pass = headers_get(req, "Range") || cc.no_store;
 	int reload = cc.no_cache || cc.max_age == 0 ||
@@ -228,16 +238,39 @@ int64_t policy_storable(const struct http_headers *req, int status,
 	return lifetime;
 }
 
+/* May a shared cache ever serve a response with these directives stale?
+ * Not with no-cache, must-revalidate or proxy-revalidate, nor s-maxage,
+ * which carries proxy-revalidate for a shared cache (RFC 9111 4.2.4,
+ * 5.2.2.10). */
+static int may_serve_stale(const struct cache_control *cc)
+{
+	return !cc->no_cache && !cc->must_revalidate && !cc->proxy_revalidate && cc->s_maxage < 0;
+}
+
 int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age)
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	/* s-maxage carries proxy-revalidate for a shared cache (RFC 9111
-	 * 5.2.2.10) */
-	if (cc.stale_if_error < 0 || cc.no_cache || cc.must_revalidate || cc.proxy_revalidate ||
-	    cc.s_maxage >= 0)
+	if (cc.stale_if_error < 0 || !may_serve_stale(&cc))
 		return 0;
 	return age <= lifetime + cc.stale_if_error;
+}
+
+int policy_acceptable(const struct policy_want *want, const struct http_headers *resp,
+                      int64_t lifetime, int64_t age)
+{
+	int fresh = policy_fresh(lifetime, age);
+	if (want == NULL || (want->max_age < 0 && want->min_fresh < 0 && want->max_stale < 0))
+		return fresh;
+	if (want->max_age >= 0 && age > want->max_age)
+		return 0;
+	if (want->min_fresh >= 0)
+		return fresh && lifetime - age >= want->min_fresh;
+	if (fresh || want->max_stale < 0)
+		return fresh;
+	struct cache_control cc;
+	policy_parse_cache_control(resp, &cc);
+	return may_serve_stale(&cc) && age - lifetime <= want->max_stale;
 }
 
 int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now)

@@ -123,7 +123,10 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 	i = 0;
 	for (struct herd_waiter *w = claimed; w; w = w->next, i++) {
 		at[i].w = w;
-		at[i].kind = cache_lookup(h, w->req, now) == e ? HERD_HEAD_LATER : HERD_NOT_ANSWERED;
+		/* (the fetch they waited for answers whatever their
+		 * Cache-Control asks: policy_want) */
+		at[i].kind = cache_lookup(h, w->req, NULL, now) == e ? HERD_HEAD_LATER
+		                                                    : HERD_NOT_ANSWERED;
 	}
 	pthread_mutex_unlock(&h->lock);
 	/* 2. their heads */
@@ -165,8 +168,9 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
  * the herd slot taken when the request first joined a herd, for the caller
  * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
-                           struct entry **found, struct herd_slot **slot, int only_stored,
-                           int refresh, struct entry **validate)
+                           struct entry **found, struct herd_slot **slot,
+                           const struct policy_want *want, int only_stored, int refresh,
+                           struct entry **validate)
 {
 	/* refresh: the stored copy found first, which must not answer (a
 	 * reference, so that no other entry can take its address) */
@@ -197,7 +201,7 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 				break;
 			}
 		}
-		struct entry *e = cache_lookup(h, &r->headers, time(NULL));
+		struct entry *e = cache_lookup(h, &r->headers, want, time(NULL));
 		if (refresh && e && !e->hfm && !waited && stale == NULL) {
 			stale = e;
 			entry_ref(stale);
@@ -362,9 +366,13 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		pthread_cond_wait(&h->changed, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 
-	/* RFC 9211's fwd: a reload's fetch is "request", a stored variant's
-	 * revalidation "stale"; Squid's log names for the same */
-	const char *fwd = refresh ? "request" : out.revalidated ? "stale" : "miss";
+	/* RFC 9211's fwd: a reload's fetch is "request", and so is one for
+	 * a request whose max-age / min-fresh refused a fresh stored copy; a
+	 * stored variant's revalidation is "stale"; Squid's log names for the
+	 * same */
+	int refused_fresh = validate && policy_fresh(validate->freshness_lifetime,
+	                                             entry_age(validate, time(NULL)));
+	const char *fwd = refresh || refused_fresh ? "request" : out.revalidated ? "stale" : "miss";
 	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS"
 	            : out.revalidated == 1 ? "TCP_REFRESH_UNMODIFIED"
 	            : out.revalidated == 2 ? "TCP_REFRESH_MODIFIED" : "TCP_MISS";
@@ -429,7 +437,10 @@ void cache_serve(struct exchange *x)
 		pass(x, "corral; fwd=method");
 		return;
 	}
-	enum policy_lookup use = r->has_body ? POLICY_PASS : policy_request(r->method, &r->headers);
+	struct policy_want want;
+	enum policy_lookup use = policy_request(r->method, &r->headers, &want);
+	if (r->has_body)
+		use = POLICY_PASS;
 	int is_head = strcmp(r->method, "HEAD") == 0;
 	if (use == POLICY_PASS || (use == POLICY_REFRESH && is_head)) {
 		pass(x, "corral; fwd=request");
@@ -450,10 +461,14 @@ void cache_serve(struct exchange *x)
 	struct herd_slot *hs;
 	int refresh = use == POLICY_REFRESH;
 	struct entry *validate = NULL;
-	switch (decide(x, h, &rd, &e, &hs, use == POLICY_ONLY_STORED, refresh, &validate)) {
+	switch (decide(x, h, &rd, &e, &hs, &want, use == POLICY_ONLY_STORED, refresh, &validate)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
-		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit");
+		/* stale, when the request's max-stale took it */
+		serve_stored(x, e, &rd, "TCP_MEM_HIT",
+		             want.max_stale < 0 ||
+		                     policy_fresh(e->freshness_lifetime, entry_age(e, time(NULL)))
+		                     ? "corral; hit" : "corral; hit; detail=max-stale");
 		used = e;
 		break;
 	case V_COALESCED:

@@ -35,6 +35,8 @@
 #include "corral/entry.h"
 #include "corral/http.h"
 
+struct policy_want;
+
 #define HFM_TTL_S 120
 
 enum key_phase {
@@ -110,10 +112,14 @@ void cache_head_hold(struct keyhead *h);
  * it moves to the front of the LRU list. */
 void cache_head_put(struct keyhead *h, struct entry *used);
 
-/* The variant of h that fits request headers `req` and is fresh at `now`
- * (seconds), or NULL. Caller holds h->lock. No reference is taken: attach a
- * reader (or take a reference) before unlocking. */
-struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req, int64_t now);
+/* The variant of h that fits request headers `req` and may answer it at
+ * `now` (seconds): fresh, and what the request's directives `want` allow
+ * (policy_acceptable; NULL: fresh is enough). Or NULL. Hit-for-miss markers
+ * count while fresh whatever the request asks. Caller holds h->lock. No
+ * reference is taken: attach a reader (or take a reference) before
+ * unlocking. */
+struct entry *cache_lookup(struct keyhead *h, const struct http_headers *req,
+                           const struct policy_want *want, int64_t now);
 
 /* The stored variant of h that fits `req`, fresh or not, with its whole
  * body; or NULL. A fetch revalidates it when it has a validator (RFC 9111

@@ -17,6 +17,9 @@ struct cache_control {
 	int only_if_cached;
 	int64_t max_age, s_maxage;
 	int64_t stale_if_error;   /* RFC 5861, seconds; -1 none */
+	int64_t min_fresh;        /* a request's, seconds */
+	int64_t max_stale;        /* a request's, seconds; POLICY_AGE_MAX
+	                             when it has no value (any staleness) */
 };
 
 void policy_parse_cache_control(const struct http_headers *h, struct cache_control *cc);
@@ -46,11 +49,28 @@ enum policy_lookup {
 	                       ...): nothing may answer it, 504 (RFC 9111 5.2.1.7) */
 };
 
+/* What a request's Cache-Control asks of a stored response (RFC 9111
+ * 5.2.1.1-3): max-age=N, no older than N seconds; min-fresh=N, still fresh
+ * N seconds from now; max-stale[=N], stale by at most N seconds (no value:
+ * any), unless the response forbids it. -1 = not asked. (They choose
+ * among stored copies: a request that waits on a herd for a fetch takes
+ * the fetch's answer whatever they say, as forwarding it would.) */
+struct policy_want {
+	int64_t max_age, min_fresh, max_stale;
+};
+
 /* May this request use the cache (and coalesce)? GET or HEAD, no Range, no
  * request no-store; no-cache / max-age=0 / Pragma: no-cache refresh;
  * only-if-cached never does (other methods than GET and HEAD pass all the
- * same: only-if-cached is about responses the cache could have). */
-enum policy_lookup policy_request(const char *method, const struct http_headers *req);
+ * same: only-if-cached is about responses the cache could have). *want:
+ * the request's freshness directives. */
+enum policy_lookup policy_request(const char *method, const struct http_headers *req,
+                                  struct policy_want *want);
+
+/* May a stored response (fields resp, its lifetime and age) answer a
+ * request that wants `want`? NULL: it must be fresh, nothing more. */
+int policy_acceptable(const struct policy_want *want, const struct http_headers *resp,
+                      int64_t lifetime, int64_t age);
 
 /* May a shared cache store this response to this request? Returns the
  * freshness lifetime in seconds (> 0) when it may, else 0 and *why says

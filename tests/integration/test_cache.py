@@ -1278,6 +1278,114 @@ def test_only_if_cached_is_answered_from_the_cache_or_with_a_504(corral, origin)
     assert results.count("TCP_MISS/504") == 5, results
 
 
+@pytest.mark.parametrize("refusing", ["max-age=30", "min-fresh=60"])
+def test_request_max_age_and_min_fresh_refuse_a_copy_too_old(corral, origin, refusing):
+    # RFC 9111 5.2.1.1 / 5.2.1.3: max-age=N takes a stored copy no older
+    # than N, min-fresh=N one still fresh N seconds on. The copy arrives
+    # 50 s old (Age) with a lifetime of 100. A request it does not suit goes
+    # to the origin, revalidating the copy (RFC 9211 fwd=request), and the
+    # refreshed copy answers after; others keep their hits meanwhile.
+    asked = []
+
+    def handler(req, w):
+        asked.append(req.header("if-none-match"))
+        if req.header("if-none-match") == '"a1"':
+            return w.send_response(304, "Not Modified", [("Cache-Control", "max-age=100"),
+                                                         ("ETag", '"a1"')])
+        w.send_response(200, "OK", [("Cache-Control", "max-age=100"), ("Age", "50"),
+                                    ("ETag", '"a1"')], b"aged")
+    origin.route("/aged", handler)
+    c = corral()
+    r = get(c, origin, "/aged")
+    assert r.body == b"aged" and is_stored_miss(status_of(r)), r
+    for cc in ("max-age=70", "min-fresh=30", "max-age=70, min-fresh=30", "max-stale=5"):
+        r = get(c, origin, "/aged", headers=[("Cache-Control", cc)])
+        assert r.body == b"aged" and is_hit(status_of(r)), (cc, r)
+        assert 50 <= int(r.header("age")) < 70, (cc, r.headers)
+    assert origin.count("/aged") == 1
+    r = get(c, origin, "/aged", headers=[("Cache-Control", refusing)])
+    assert r.status == 200 and r.body == b"aged", r
+    cs = status_of(r)
+    assert cs.get("fwd") == "request" and "stored" in cs, cs
+    assert asked == [None, '"a1"'], asked
+    # the 304 made the copy new: it suits the same request now
+    r = get(c, origin, "/aged", headers=[("Cache-Control", refusing)])
+    assert is_hit(status_of(r)) and int(r.header("age")) < 30, r
+    assert origin.count("/aged") == 2
+    # what no stored copy can meet (min-fresh past the lifetime) goes to the
+    # origin every time, and what the origin sends answers it
+    for i in range(2):
+        r = get(c, origin, "/aged", headers=[("Cache-Control", "min-fresh=500")])
+        assert r.status == 200 and r.body == b"aged" and status_of(r).get("fwd") == "request", r
+    assert origin.count("/aged") == 4
+    assert is_hit(status_of(get(c, origin, "/aged")))
+    assert origin.count("/aged") == 4
+    results = [l.split()[3] for l in c.wait_log_lines(10)]
+    assert results.count("TCP_REFRESH_UNMODIFIED/200") == 3, results
+
+
+@pytest.mark.parametrize("cc, may_be_stale", [("max-age=1", True),
+                                              ("max-age=1, must-revalidate", False),
+                                              ("max-age=1, proxy-revalidate", False),
+                                              ("s-maxage=1", False)])
+def test_request_max_stale_takes_a_stale_copy(corral, origin, cc, may_be_stale):
+    # RFC 9111 5.2.1.2: max-stale[=N] accepts a copy stale by at most N
+    # seconds (any, without N), unless the response forbids serving it stale
+    # (must-revalidate, proxy-revalidate, s-maxage for a shared cache:
+    # 4.2.4, 5.2.2.10). Cache-Status says a stale hit is one.
+    served = [0]
+
+    def versioned(req, w):
+        served[0] += 1
+        w.send_response(200, "OK", [("Cache-Control", cc)], b"version %d" % served[0])
+    origin.route("/ms", versioned)
+    c = corral()
+    assert get(c, origin, "/ms").body == b"version 1"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/ms", headers=[("Cache-Control", "max-stale, only-if-cached")])
+    if may_be_stale:
+        assert r.status == 200 and r.body == b"version 1", r
+        cs = status_of(r)
+        assert is_hit(cs) and cs.get("detail") == "max-stale", cs
+        assert int(r.header("age")) >= 2, r.headers
+    else:
+        assert r.status == 504, r
+    assert get(c, origin, "/ms", headers=[("Cache-Control", "only-if-cached")]).status == 504
+    assert origin.count("/ms") == 1
+    r = get(c, origin, "/ms", headers=[("Cache-Control", "max-stale=3600")])
+    assert r.body == (b"version 1" if may_be_stale else b"version 2"), r
+    assert origin.count("/ms") == (1 if may_be_stale else 2)
+    if may_be_stale:
+        # stale by more than it accepts: fetched
+        r = get(c, origin, "/ms", headers=[("Cache-Control", "max-stale=0")])
+        assert r.body == b"version 2" and status_of(r).get("fwd") == "miss", r
+        assert origin.count("/ms") == 2
+
+
+@pytest.mark.concurrency
+def test_waiters_take_the_fetch_they_waited_for_whatever_they_ask(corral, origin):
+    # A request that waits for a fetch takes its answer, though its
+    # min-fresh is past the response's whole lifetime (60 s): forwarding it
+    # could bring nothing fresher. One fetch for all.
+    n = SMALL_HERD
+    go = threading.Event()
+    origin.route("/wf", o.staged(BODY, CACHEABLE, before_head=go))
+    c = corral()
+    first, rest = start_herd(c, origin, "/wf", n)
+    picky = Herd(c.port, request(origin, "/wf", headers=[("Connection", "close"),
+                                                          ("Cache-Control", "min-fresh=600")]),
+                 n)
+    wait_parked(c, 2 * n - 1, 2 * n, timeout=30)
+    go.set()
+    assert_all_full(first.join() + rest.join() + picky.join())
+    assert origin.count("/wf") == 1
+    # later, the stored copy cannot meet it: the origin
+    r = get(c, origin, "/wf", headers=[("Cache-Control", "min-fresh=600")])
+    assert r.body == BODY and status_of(r).get("fwd") == "request", r
+    assert origin.count("/wf") == 2
+
+
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
 def test_a_response_without_date_gets_one(corral, origin, passed):
     # RFC 9110 6.6.1: a cache or proxy with a clock adds Date to a response

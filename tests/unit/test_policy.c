@@ -343,85 +343,170 @@ test_dates(void)
 
 /* ---- requests ---------------------------------------------------------- */
 
+static struct policy_want want;
+
+/* policy_request, its wants in `want` */
+static enum policy_lookup
+request_of(const char *method, const struct http_headers *h)
+{
+	return policy_request(method, h, &want);
+}
+
+/* A request's max-age / min-fresh / max-stale against a stored response
+ * with lifetime 100 (RFC 9111 5.2.1.1-3). */
+static void
+test_want(void)
+{
+	H(&resp, "Cache-Control: max-age=100");
+
+	H(&req, "Accept: */*");
+	request_of("GET", &req);
+	CHECK_INT(want.max_age, -1);
+	CHECK_INT(want.min_fresh, -1);
+	CHECK_INT(want.max_stale, -1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 99), 1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 100), 0);
+	CHECK_INT(policy_acceptable(NULL, &resp, 100, 99), 1);
+	CHECK_INT(policy_acceptable(NULL, &resp, 100, 100), 0);
+
+	/* max-age=N: no older than N */
+	H(&req, "Cache-Control: max-age=30");
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(want.max_age, 30);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 30), 1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 31), 0);
+
+	/* min-fresh=N: fresh N seconds from now */
+	H(&req, "Cache-Control: min-fresh=20");
+	request_of("GET", &req);
+	CHECK_INT(want.min_fresh, 20);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 80), 1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 81), 0);
+	H(&req, "Cache-Control: min-fresh=x"); /* invalid: ignored */
+	request_of("GET", &req);
+	CHECK_INT(want.min_fresh, -1);
+
+	/* max-stale=N: stale by at most N; without a value, any */
+	H(&req, "Cache-Control: max-stale=50");
+	request_of("GET", &req);
+	CHECK_INT(want.max_stale, 50);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 150), 1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 151), 0);
+	H(&req, "Cache-Control: max-stale");
+	request_of("GET", &req);
+	CHECK_INT(want.max_stale, POLICY_AGE_MAX);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 100000000), 1);
+	H(&req, "Cache-Control: max-stale=soon"); /* invalid: none */
+	request_of("GET", &req);
+	CHECK_INT(want.max_stale, -1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 0);
+	/* ... unless the response forbids serving it stale */
+	H(&req, "Cache-Control: max-stale");
+	request_of("GET", &req);
+	H(&resp, "Cache-Control: max-age=100, must-revalidate");
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 0);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 99), 1);
+	H(&resp, "Cache-Control: max-age=100, proxy-revalidate");
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 0);
+	H(&resp, "Cache-Control: s-maxage=100"); /* carries proxy-revalidate */
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 0);
+	H(&resp, "Cache-Control: max-age=100, no-cache=\"Set-Cookie\"");
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 0);
+	H(&resp, "Expires: Thu, 01 Jan 1970 00:01:40 GMT");
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 101), 1);
+
+	/* together: max-age bounds what max-stale allows */
+	H(&resp, "Cache-Control: max-age=100");
+	H(&req, "Cache-Control: max-age=120, max-stale");
+	request_of("GET", &req);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 120), 1);
+	CHECK_INT(policy_acceptable(&want, &resp, 100, 121), 0);
+	/* the first of a repeated directive counts */
+	H(&req, "Cache-Control: min-fresh=5, min-fresh=50", "Cache-Control: max-stale=1, max-stale");
+	request_of("GET", &req);
+	CHECK_INT(want.min_fresh, 5);
+	CHECK_INT(want.max_stale, 1);
+}
+
 static void
 test_request(void)
 {
 	H(&req, "Host: example.com", "Accept: */*");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
-	CHECK_INT(policy_request("HEAD", &req), POLICY_LOOKUP);
-	CHECK_INT(policy_request("POST", &req), POLICY_PASS);
-	CHECK_INT(policy_request("PUT", &req), POLICY_PASS);
-	CHECK_INT(policy_request("DELETE", &req), POLICY_PASS);
-	CHECK_INT(policy_request("OPTIONS", &req), POLICY_PASS);
-	CHECK_INT(policy_request("PATCH", &req), POLICY_PASS);
-	CHECK_INT(policy_request("get", &req), POLICY_PASS); /* methods are case-sensitive */
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("HEAD", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("POST", &req), POLICY_PASS);
+	CHECK_INT(request_of("PUT", &req), POLICY_PASS);
+	CHECK_INT(request_of("DELETE", &req), POLICY_PASS);
+	CHECK_INT(request_of("OPTIONS", &req), POLICY_PASS);
+	CHECK_INT(request_of("PATCH", &req), POLICY_PASS);
+	CHECK_INT(request_of("get", &req), POLICY_PASS); /* methods are case-sensitive */
 
 	/* only-if-cached: the cache or a 504, never the origin */
 	H(&req, "Cache-Control: only-if-cached");
-	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
-	CHECK_INT(policy_request("HEAD", &req), POLICY_ONLY_STORED);
-	CHECK_INT(policy_request("POST", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_ONLY_STORED);
+	CHECK_INT(request_of("HEAD", &req), POLICY_ONLY_STORED);
+	CHECK_INT(request_of("POST", &req), POLICY_PASS);
 	H(&req, "Cache-Control: max-stale, only-if-cached");
-	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
+	CHECK_INT(request_of("GET", &req), POLICY_ONLY_STORED);
 	H(&req, "Cache-Control: only-if-cached, no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
+	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
 	H(&req, "Cache-Control: only-if-cached", "Range: bytes=0-1");
-	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
+	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
 	H(&req, "Cache-Control: max-age=0, only-if-cached");
-	CHECK_INT(policy_request("GET", &req), POLICY_UNANSWERABLE);
-	CHECK_INT(policy_request("GETX", &req), POLICY_PASS);
-	CHECK_INT(policy_request("", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
+	CHECK_INT(request_of("GETX", &req), POLICY_PASS);
+	CHECK_INT(request_of("", &req), POLICY_PASS);
 	headers_free(&req);
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 
 	/* Range: the cache holds whole bodies */
 	H(&req, "Range: bytes=0-99");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
 	H(&req, "range: bytes=100-");
-	CHECK_INT(policy_request("HEAD", &req), POLICY_PASS);
+	CHECK_INT(request_of("HEAD", &req), POLICY_PASS);
 
 	/* request Cache-Control */
 	H(&req, "Cache-Control: no-store");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
 	/* a reload: not answered from the store, and its fetch stores anew */
 	H(&req, "Cache-Control: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-age=0");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-stale=10, MAX-AGE=0");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: no-cache, no-store"); /* no-store wins: pass */
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
 	H(&req, "Cache-Control: no-cache", "Range: bytes=0-1");
-	CHECK_INT(policy_request("GET", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
 	H(&req, "Cache-Control: max-age=10");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-age=x"); /* invalid: treated as 0 */
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: max-stale, min-fresh=5");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-stale, min-fresh=5, only-if-cached");
-	CHECK_INT(policy_request("GET", &req), POLICY_ONLY_STORED);
+	CHECK_INT(request_of("GET", &req), POLICY_ONLY_STORED);
 	H(&req, "Cache-Control: public", "Cache-Control: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Cache-Control: no-store");
-	CHECK_INT(policy_request("POST", &req), POLICY_PASS);
+	CHECK_INT(request_of("POST", &req), POLICY_PASS);
 
 	/* Pragma: no-cache counts only without Cache-Control (RFC 9111 5.4) */
 	H(&req, "Pragma: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "pragma: No-Cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Pragma: foo, no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_REFRESH);
+	CHECK_INT(request_of("GET", &req), POLICY_REFRESH);
 	H(&req, "Pragma: foo");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 	H(&req, "Pragma: no-cache", "Cache-Control: max-age=10");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: max-age=10", "Pragma: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 	H(&req, "Cache-Control: x-unknown", "Pragma: no-cache");
-	CHECK_INT(policy_request("GET", &req), POLICY_LOOKUP);
+	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 }
 
 /* ---- storable, and for how long --------------------------------------- */
@@ -901,6 +986,7 @@ main(void)
 	test_cache_control();
 	test_dates();
 	test_request();
+	test_want();
 	test_storable();
 	test_age();
 	test_stale_if_error();
