@@ -56,6 +56,7 @@ struct fetch {
 	uint64_t appended;              /* body bytes appended */
 	int body_done;                  /* the body's last byte is appended */
 	int64_t request_time;
+	const char *via;                /* upstream_via of the starter's request */
 	struct upstream_ctx u;
 	CURL *curl;
 };
@@ -362,7 +363,7 @@ static void fetch_job(void *arg)
 		 * (chunked.h); libcurl still finds the end for itself */
 		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
 	}
-	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->cfg->via, 1, &hdrs) == 0 &&
+	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->via, 1, &hdrs) == 0 &&
 	    (!f->conditional || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
@@ -437,6 +438,7 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	headers_init(&f->req);
 	resphead_init(&f->head);
 	f->cfg = config_get();
+	f->via = upstream_via(f->cfg, r->http_minor);
 	f->url = strdup(r->url);
 	snprintf(f->host, sizeof f->host, "%s", x->url.host);
 	f->port = x->url.port;

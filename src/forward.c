@@ -208,7 +208,8 @@ void forward_run(struct exchange *x)
 	CURL *h = upstream_easy(x->cfg, &u);
 	struct curl_slist *hdrs = NULL;
 	if (h == NULL || upstream_request_headers(r->method, &r->headers, r->has_body,
-	                                          x->cfg->via, 0, &hdrs) < 0) {
+	                                          upstream_via(x->cfg, r->http_minor), 0,
+	                                          &hdrs) < 0) {
 		if (h)
 			curl_easy_cleanup(h);
 		exchange_error(x, 500, "out of memory");

@@ -290,8 +290,13 @@ struct curl_slist *upstream_header_append(struct curl_slist *l, const char *name
 	return sl.first;
 }
 
+const char *upstream_via(const struct config *c, int http_minor)
+{
+	return !c->via ? NULL : http_minor == 0 ? "1.0 corral" : "1.1 corral";
+}
+
 int upstream_request_headers(const char *method, const struct http_headers *headers,
-                             int has_body, int via, int for_cache,
+                             int has_body, const char *via, int for_cache,
                              struct curl_slist **out)
 {
 	struct slist l = { NULL, NULL };
@@ -322,7 +327,7 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 		if (slist_add(&l, name, value) < 0)
 			goto nomem;
 	}
-	if (via && slist_add(&l, "Via", "1.1 corral") < 0)
+	if (via && slist_add(&l, "Via", via) < 0)
 		goto nomem;
 	/* "Name:" with no value removes a header curl would add itself */
 	if ((!has_accept && slist_line(&l, "Accept:") < 0) || slist_line(&l, "Expect:") < 0)

@@ -271,6 +271,19 @@ def test_via_added_when_absent(corral, origin):
     assert [t for t in via_tokens(origin.last("/via").headers) if is_corral_via(t)]
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["passed", "fetched"])
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_via_names_the_protocol_the_request_came_in(corral, origin, version, cached):
+    # RFC 9110 7.6.3: received-protocol is the version of the message the
+    # proxy received, on the pass path and on a cache fetch alike
+    origin.route("/viav", o.fixed(headers=[("Cache-Control", "max-age=60" if cached
+                                            else "no-store")], body=b"v"))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/viav", version=version))
+    assert r.status == 200 and r.body == b"v", r
+    assert via_tokens(origin.last("/viav").headers)[-1] == version[5:] + " corral"
+
+
 def test_via_off(corral, origin):
     origin.route("/via", o.echo())
     c = corral("[proxy]\nvia = off\n")
