@@ -9,6 +9,7 @@
  * transit, so its fetch keeps feeding its readers in bounded memory.
  */
 #include "corral/cache.h"
+#include "corral/config.h"
 #include "corral/dense.h"
 #include "corral/policy.h"
 #include "corral/stats.h"
@@ -519,6 +520,13 @@ void cache_set_limits(uint64_t memory, uint64_t max_object)
 	evict_locked(NULL, &v);
 	pthread_mutex_unlock(&table.lock);
 	release(&v);
+}
+
+void cache_store_rules(const struct config *c, struct policy_store_rules *out)
+{
+	out->max_object = cache_max_object();
+	out->heuristic_percent = c->heuristic_percent;
+	out->heuristic_max = c->heuristic_max_ms / 1000;
 }
 
 uint64_t cache_max_object(void)

@@ -127,6 +127,8 @@ config_parse_duration(const char *s, int64_t *out_ms)
 		mult = 60 * 1000;
 	else if (strcasecmp(s, "h") == 0)
 		mult = 60 * 60 * 1000;
+	else if (strcasecmp(s, "d") == 0)
+		mult = 24 * 60 * 60 * 1000;
 	else
 		return -1;
 	if (v > (uint64_t)INT64_MAX / mult)
@@ -377,6 +379,8 @@ config_defaults(struct config *c)
 	c->cache_memory = 256ull << 20;
 	c->max_object = 64ull << 20;
 	c->coalesce_timeout_ms = 30 * 1000;
+	c->heuristic_percent = 10;
+	c->heuristic_max_ms = 24 * 3600 * 1000LL;
 
 	snprintf(c->access_log, sizeof c->access_log, "-");
 	c->log_format = LOG_FORMAT_SQUID;
@@ -438,6 +442,8 @@ static const struct key_def keys[] = {
 	{ "cache", "memory", KEY_SIZE, FIELD(cache_memory), 1 },
 	{ "cache", "max_object", KEY_SIZE, FIELD(max_object), 1 },
 	{ "cache", "coalesce_timeout", KEY_DURATION, FIELD(coalesce_timeout_ms), 1 },
+	{ "cache", "heuristic_percent", KEY_INT, FIELD(heuristic_percent), 0 },
+	{ "cache", "heuristic_max", KEY_DURATION, FIELD(heuristic_max_ms), 0 },
 	{ "log", "access", KEY_STRING, FIELD(access_log), 0 },
 	{ "log", "format", KEY_FORMAT, FIELD(log_format), 0 },
 	{ "log", "level", KEY_LEVEL, FIELD(log_level), 0 },
@@ -656,7 +662,7 @@ key_apply(struct load_state *st, const struct key_def *k, const char *value)
 	case KEY_DURATION: {
 		int64_t ms;
 		if (config_parse_duration(value, &ms) != 0) {
-			key_error(st, k, "a duration (ms, s, m, h)", value);
+			key_error(st, k, "a duration (ms, s, m, h, d)", value);
 			return -1;
 		}
 		if (ms < k->min) {

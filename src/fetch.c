@@ -190,8 +190,10 @@ static int publish(struct fetch *f)
 static int publish_entry(struct fetch *f, struct entry *e, const struct http_headers *hh)
 {
 	const char *why = NULL;
-	e->freshness_lifetime = policy_storable(&f->req, e->status, hh, e->content_length,
-	                                        cache_max_object(), e->response_time, &why);
+	struct policy_store_rules rules;
+	cache_store_rules(f->cfg, &rules);
+	e->freshness_lifetime = policy_storable(&f->req, f->url, e->status, hh, e->content_length,
+	                                        &rules, e->response_time, &why);
 	if (why == NULL && policy_stale_on_arrival(hh, e->freshness_lifetime, e->response_time))
 		why = "stale";
 	f->e = e;

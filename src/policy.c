@@ -2,8 +2,10 @@
  * policy.c — RFC 9111 decisions as pure functions (see policy.h).
  *
  * Choices where the RFC leaves room, in the spirit of Squid and Varnish:
- * only responses with explicit freshness are stored (no heuristic freshness
- * yet); a response that sets a cookie is not stored (it is meant for one
+ * responses with explicit freshness are stored, and those with a
+ * Last-Modified get heuristic freshness (a share of the time since, capped;
+ * none for a URL with a query, as Squid's default refresh_pattern); a
+ * response that sets a cookie is not stored (it is meant for one
  * client); a request with Authorization is answered from the cache only when
  * the response said public, s-maxage or must-revalidate (RFC 9111 3.5).
  */
@@ -192,9 +194,28 @@ static int status_storable(int status)
 	}
 }
 
-int64_t policy_storable(const struct http_headers *req, int status,
+/* RFC 9111 4.2.2's heuristic lifetime of a response with no explicit
+ * one: `percent` of the time from its Last-Modified to its Date (else
+ * now), at most `max`; 0 without a valid Last-Modified before it. */
+static int64_t heuristic_lifetime(const struct http_headers *resp, int percent, int64_t max,
+                                  int64_t now)
+{
+	const char *lm = headers_get(resp, "Last-Modified"), *d = headers_get(resp, "Date");
+	int64_t modified = lm ? policy_parse_date(lm) : -1;
+	int64_t date = d ? policy_parse_date(d) : -1;
+	if (date < 0)
+		date = now;
+	if (modified < 0 || modified >= date)
+		return 0;
+	/* dates are at most ~2^35 s, percents at most INT_MAX: no overflow */
+	int64_t lifetime = (date - modified) / 100 * percent + (date - modified) % 100 * percent / 100;
+	return lifetime > max ? max : lifetime;
+}
+
+int64_t policy_storable(const struct http_headers *req, const char *target, int status,
                         const struct http_headers *resp, int64_t content_length,
-                        uint64_t max_object, int64_t now, const char **why)
+                        const struct policy_store_rules *rules, int64_t now,
+                        const char **why)
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
@@ -214,7 +235,7 @@ int64_t policy_storable(const struct http_headers *req, int status,
 	else if (headers_get(req, "Authorization") && !cc.public_ && cc.s_maxage < 0 &&
 	         !cc.must_revalidate)
 		*why = "authorization";
-	else if (content_length >= 0 && (uint64_t)content_length > max_object)
+	else if (content_length >= 0 && (uint64_t)content_length > rules->max_object)
 		*why = "too-large";
 	if (*why)
 		return 0;
@@ -230,6 +251,9 @@ int64_t policy_storable(const struct http_headers *req, int status,
 		if (date < 0)
 			date = now;
 		lifetime = exp < 0 ? 0 : exp - date;
+	} else if (rules->heuristic_percent > 0 && strchr(target, '?') == NULL) {
+		lifetime = heuristic_lifetime(resp, rules->heuristic_percent, rules->heuristic_max,
+		                              now);
 	}
 	if (lifetime <= 0) {
 		*why = "no-explicit-freshness";

@@ -315,8 +315,10 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 	int64_t now = time(NULL);
 	if (strcmp(x->req.method, "GET") != 0)
 		return;
-	int64_t lifetime = policy_storable(&x->req.headers, status, h, content_length,
-	                                   cache_max_object(), now, &why);
+	struct policy_store_rules rules;
+	cache_store_rules(x->cfg, &rules);
+	int64_t lifetime = policy_storable(&x->req.headers, x->req.url, status, h, content_length,
+	                                   &rules, now, &why);
 	if (lifetime > 0 && !policy_stale_on_arrival(h, lifetime, now))
 		cache_forget_hfm(x->on_response_head_arg);
 }

@@ -102,6 +102,11 @@ int cache_init(void);
 /* [cache] memory, at start and on reload; evicts down to it. */
 void cache_set_limits(uint64_t memory, uint64_t max_object);
 uint64_t cache_max_object(void);
+/* The rules policy_storable stores by: max_object, and the heuristic
+ * freshness of config `c`. */
+struct policy_store_rules;
+struct config;
+void cache_store_rules(const struct config *c, struct policy_store_rules *out);
 
 /* Find or create the head for `key` and count the caller as a user.
  * NULL when out of memory. */

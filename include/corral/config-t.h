@@ -78,6 +78,9 @@ struct config {
 	uint64_t cache_memory;      /* 256M */
 	uint64_t max_object;        /* 64M */
 	int64_t coalesce_timeout_ms;/* 30s */
+	int heuristic_percent;      /* 10: heuristic freshness, % of the time
+	                               since Last-Modified; 0 none */
+	int64_t heuristic_max_ms;   /* 1d: the most it gives */
 
 	/* [log] */
 	char access_log[4096];      /* "-" stdout, "" off, else a path */

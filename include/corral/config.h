@@ -5,7 +5,7 @@
  * never exits: on any error it returns NULL and writes into `err` a message
  * naming the file, the line, the key and what was expected, e.g.
  *   "/etc/corral/corral.ini:12: [proxy] client_timeout: expected a duration
- *    (ms, s, m, h), got 'soon'".
+ *    (ms, s, m, h, d), got 'soon'".
  *
  * The running config is one pointer (config_current), swapped on SIGHUP.
  * Readers take a reference with config_get() and drop it with config_put();

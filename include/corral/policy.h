@@ -72,15 +72,26 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 int policy_acceptable(const struct policy_want *want, const struct http_headers *resp,
                       int64_t lifetime, int64_t age);
 
-/* May a shared cache store this response to this request? Returns the
- * freshness lifetime in seconds (> 0) when it may, else 0 and *why says
- * why not ("no-store", "private", "no-cache", "set-cookie", "vary-star",
- * "authorization", "no-explicit-freshness", "status", "too-large"). Only
- * responses with explicit freshness (s-maxage, max-age, Expires) are stored
- * for now. */
-int64_t policy_storable(const struct http_headers *req, int status,
+/* What the store is told to hold ([cache] in the config). */
+struct policy_store_rules {
+	uint64_t max_object;      /* bytes */
+	int heuristic_percent;    /* heuristic freshness: this % of the time
+	                             since Last-Modified; 0 none */
+	int64_t heuristic_max;    /* seconds: the most a heuristic gives */
+};
+
+/* May a shared cache store this response to request `target` (its URL)
+ * with fields `req`? Returns the freshness lifetime in seconds (> 0) when
+ * it may, else 0 and *why says why not ("no-store", "private", "no-cache",
+ * "set-cookie", "vary-star", "authorization", "no-explicit-freshness",
+ * "status", "too-large"). The lifetime is explicit (s-maxage, max-age,
+ * Expires), or without any of them heuristic (RFC 9111 4.2.2): a share of
+ * the time since Last-Modified, as Squid's refresh_pattern does, and not
+ * for a URL with a query (Squid's default too). */
+int64_t policy_storable(const struct http_headers *req, const char *target, int status,
                         const struct http_headers *resp, int64_t content_length,
-                        uint64_t max_object, int64_t now, const char **why);
+                        const struct policy_store_rules *rules, int64_t now,
+                        const char **why);
 
 /* Is a response with this freshness lifetime already stale as it arrives
  * at `now`, by its Age or its Date? (Storing it would serve nothing.) */

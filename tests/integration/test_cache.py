@@ -1865,10 +1865,11 @@ def test_head_after_get_is_answered_from_the_cache(corral, origin):
     ([("Cache-Control", "no-cache, max-age=60")], "no-cache"),
     ([("Cache-Control", "max-age=60"), ("Set-Cookie", "session=1")], "set-cookie"),
     ([], "no-explicit-freshness"),
-    ([("Last-Modified", "Mon, 01 Jan 2001 00:00:00 GMT")], "no-explicit-freshness"),
+    ([("Last-Modified", "Mon, 01 Jan 2001 00:00:00 GMT"), ("Cache-Control", "max-age=0")],
+     "no-explicit-freshness"),
     ([("Cache-Control", "max-age=60"), ("Vary", "*")], "vary-star"),
 ], ids=["no-store", "max-age+no-store", "private", "no-cache", "set-cookie", "no-freshness",
-        "heuristic-only", "vary-star"])
+        "last-modified+max-age=0", "vary-star"])
 def test_response_not_stored(corral, origin, headers, why):
     origin.route("/ns", o.fixed(body=b"not stored", headers=[("Content-Type", "text/plain")]
                                 + headers))
@@ -1885,6 +1886,68 @@ def test_response_not_stored(corral, origin, headers, why):
     assert log_results(c, 2) == ["TCP_MISS", "TCP_MISS"]
     assert metric(c, "cache_stored_total") == 0
     assert metric(c, "cache_hits_total") == 0
+
+
+def _last_modified_route(origin, path, last_modified, asked):
+    """A response with Last-Modified and no explicit freshness; a 304 to
+    If-Modified-Since with that date. `asked` collects what each request
+    sent."""
+    def handler(req, w):
+        asked.append(req.header("if-modified-since"))
+        if req.header("if-modified-since") == last_modified:
+            return w.send_response(304, "Not Modified", [("Last-Modified", last_modified)])
+        w.send_response(200, "OK", [("Content-Type", "text/plain"),
+                                    ("Last-Modified", last_modified)], b"heuristic")
+    origin.route(path, handler)
+
+
+def test_heuristic_freshness_from_last_modified(corral, origin):
+    # RFC 9111 4.2.2, as Squid's refresh_pattern: no max-age, s-maxage nor
+    # Expires, but a Last-Modified: fresh for heuristic_percent (10 %) of
+    # the time since, at most heuristic_max (1 d); never for a URL with a
+    # query; revalidated with If-Modified-Since once stale.
+    now = time.time()
+    long_ago = email.utils.formatdate(now - 30 * 86400, usegmt=True)
+    just_now = email.utils.formatdate(now - 15, usegmt=True)  # 1 s of freshness
+    asked = []
+    _last_modified_route(origin, "/heur", long_ago, asked)
+    _last_modified_route(origin, "/heur-new", just_now, asked)
+    c = corral()
+    r = get(c, origin, "/heur")
+    assert r.body == b"heuristic" and is_stored_miss(status_of(r)), r
+    r = get(c, origin, "/heur")
+    assert r.body == b"heuristic" and is_hit(status_of(r)), r
+    assert origin.count("/heur") == 1
+    # a query: not stored, each request goes to the origin
+    for i in range(2):
+        r = get(c, origin, "/heur?v=1")
+        assert r.body == b"heuristic" and is_not_stored(status_of(r)), r
+    assert origin.count("/heur") == 3
+    # 15 s since modified: fresh for 1 s, then revalidated
+    r = get(c, origin, "/heur-new")
+    assert is_stored_miss(status_of(r)), r
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the heuristic lifetime to pass")
+    r = get(c, origin, "/heur-new")
+    assert r.status == 200 and r.body == b"heuristic", r
+    assert status_of(r).get("fwd") == "stale" and asked[-1] == just_now, (status_of(r), asked)
+    assert origin.count("/heur-new") == 2
+    results = [l.split()[3] for l in c.wait_log_lines(6)]
+    assert results.count("TCP_REFRESH_UNMODIFIED/200") == 1, results
+
+
+def test_heuristic_freshness_can_be_turned_off(corral, origin):
+    asked = []
+    _last_modified_route(origin, "/heur-off", email.utils.formatdate(time.time() - 86400,
+                                                                      usegmt=True), asked)
+    c = corral("[cache]\nheuristic_percent = 0\n")
+    for i in range(2):
+        r = get(c, origin, "/heur-off")
+        cs = status_of(r)
+        assert r.body == b"heuristic" and is_not_stored(cs), cs
+    assert status_of(get(c, origin, "/heur-off")).get("detail") in ("no-explicit-freshness",
+                                                                    "uncacheable")
+    assert origin.count("/heur-off") == 3
 
 
 def test_expires_is_explicit_freshness(corral, origin):

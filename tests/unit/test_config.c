@@ -135,6 +135,8 @@ check_same_config(const char *file, int line, const char *what,
 	SAME(cache_memory);
 	SAME(max_object);
 	SAME(coalesce_timeout_ms);
+	SAME(heuristic_percent);
+	SAME(heuristic_max_ms);
 	check(strcmp(a->access_log, b->access_log) == 0, file, line,
 	      "%s: access_log differs", what);
 	SAME(log_format);
@@ -192,6 +194,8 @@ test_defaults(void)
 	CHECK_INT(d.cache_memory, 256ll << 20);
 	CHECK_INT(d.max_object, 64ll << 20);
 	CHECK_INT(d.coalesce_timeout_ms, 30000);
+	CHECK_INT(d.heuristic_percent, 10);
+	CHECK_INT(d.heuristic_max_ms, 86400000);
 	CHECK_STR(d.access_log, "-");
 	CHECK_INT(d.log_format, LOG_FORMAT_SQUID);
 	CHECK_INT(d.log_level, LOG_LEVEL_INFO);
@@ -254,11 +258,12 @@ test_duration(void)
 	static const struct { const char *s; int64_t ms; } good[] = {
 		{ "0", 0 }, { "500ms", 500 }, { "500MS", 500 }, { "10s", 10000 },
 		{ "10S", 10000 }, { "10", 10000 }, { "2m", 120000 }, { "1h", 3600000 },
+		{ "1d", 86400000 }, { "3D", 259200000 },
 		{ "0s", 0 }, { "1ms", 1 }, { "9223372036854775807ms", INT64_MAX },
 		{ "9223372036854775s", 9223372036854775000ll },
 	};
 	static const char *const bad[] = {
-		"", "s", "ms", "soon", "-1", "-1s", "+1s", "1.5s", "10 s", "1d",
+		"", "s", "ms", "soon", "-1", "-1s", "+1s", "1.5s", "10 s", "1w",
 		"10sec", "1hm", "1sms", "9223372036854775808ms",
 		"9223372036854776s", "99999999999999999999", "1 ",
 	};
@@ -464,6 +469,8 @@ test_full_file(void)
 	    "memory = 1G\n"
 	    "max_object = 100M\n"
 	    "coalesce_timeout = 1h\n"
+	    "heuristic_percent = 20\n"
+	    "heuristic_max = 3d\n"
 	    "[log]\n"
 	    "access = /var/log/corral/access.log\n"
 	    "format = combined\n"
@@ -512,6 +519,8 @@ test_full_file(void)
 	CHECK_INT(c->cache_memory, 1ll << 30);
 	CHECK_INT(c->max_object, 100ll << 20);
 	CHECK_INT(c->coalesce_timeout_ms, 3600000);
+	CHECK_INT(c->heuristic_percent, 20);
+	CHECK_INT(c->heuristic_max_ms, 3 * 86400000LL);
 	CHECK_STR(c->access_log, "/var/log/corral/access.log");
 	CHECK_INT(c->log_format, LOG_FORMAT_COMBINED);
 	CHECK_INT(c->log_level, LOG_LEVEL_DEBUG);
@@ -684,7 +693,7 @@ test_errors(void)
 	c = load("[proxy]\nvia = on\nclient_timeout = soon\n", err, sizeof err);
 	CHECK(c == NULL);
 	CHECK_STR(err, "test.ini:3: [proxy] client_timeout: expected a duration "
-	          "(ms, s, m, h), got 'soon'");
+	          "(ms, s, m, h, d), got 'soon'");
 	CHECK_LOAD_FAILS("[proxy]\nmax_url = lots\n",
 	                 "test.ini:2: [proxy] max_url: expected a size", "got 'lots'");
 	CHECK_LOAD_FAILS("[proxy]\nvia = maybe\n",
@@ -707,6 +716,8 @@ test_errors(void)
 	CHECK_LOAD_FAILS("[upstream]\nconnect_timeout = -1s\n",
 	                 "test.ini:2: [upstream] connect_timeout:", "got '-1s'");
 	CHECK_LOAD_FAILS("[cache]\ncoalesce_timeout = 0\n", "[cache] coalesce_timeout:");
+	CHECK_LOAD_FAILS("[cache]\nheuristic_percent = -1\n", "test.ini:2: [cache] heuristic_percent:");
+	CHECK_LOAD_FAILS("[cache]\nheuristic_max = soon\n", "test.ini:2: [cache] heuristic_max:");
 	CHECK_LOAD_FAILS("[cache]\nmemory = 0\n", "test.ini:2: [cache] memory: expected a size greater than 0");
 	CHECK_LOAD_FAILS("[cache]\nmax_object = 1TB\n", "test.ini:2: [cache] max_object:");
 	CHECK_LOAD_FAILS("[cache]\nmemory =\n", "test.ini:2: [cache] memory:");

@@ -514,10 +514,14 @@ test_request(void)
 #define NOW 1000000000LL /* Sun, 09 Sep 2001 01:46:40 GMT */
 #define MAXOBJ 1000
 
+/* no heuristic freshness unless a test turns it on */
+static struct policy_store_rules rules = { MAXOBJ, 0, 86400 };
+static const char *target = "http://example.com/a";
+
 static int64_t
 storable(int status, int64_t content_length, const char **why)
 {
-	return policy_storable(&req, status, &resp, content_length, MAXOBJ, NOW, why);
+	return policy_storable(&req, target, status, &resp, content_length, &rules, NOW, why);
 }
 
 #define CHECK_STORE(status, len, lifetime) do { \
@@ -656,7 +660,7 @@ test_storable(void)
 	H(&resp, "X: y");
 	CHECK_NO_STORE(200, MAXOBJ, "no-explicit-freshness");
 
-	/* no explicit freshness (no heuristics yet) */
+	/* no explicit freshness, and no heuristic (rules.heuristic_percent 0) */
 	H(&resp, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT");
 	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
 	headers_free(&resp);
@@ -727,6 +731,73 @@ test_storable(void)
 }
 
 /* ---- age and freshness ------------------------------------------------- */
+
+/* RFC 9111 4.2.2: with no explicit lifetime, a share of the time since
+ * Last-Modified (to Date, else now), capped; never for a URL with a query,
+ * nor over an explicit lifetime, even an invalid or zero one. */
+static void
+test_heuristic(void)
+{
+	const char *why;
+	rules.heuristic_percent = 10;
+	rules.heuristic_max = 86400;
+	headers_free(&req);
+	/* modified 13,600 s before Date: 1,360 s; 10,000 s: 1,000 s */
+	H(&resp, "Date: Sun, 09 Sep 2001 01:46:40 GMT", "Last-Modified: Sat, 08 Sep 2001 22:00:00 GMT");
+	CHECK_STORE(200, 10, 1360); /* 13,600 s before */
+	H(&resp, "Date: Sun, 09 Sep 2001 01:46:40 GMT", "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT");
+	CHECK_STORE(200, 10, 1000);
+	/* without Date, now (NOW is Date's time) */
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT");
+	CHECK_STORE(200, 10, 1000);
+	/* capped */
+	H(&resp, "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT");
+	CHECK_STORE(200, 10, 86400);
+	rules.heuristic_percent = 20;
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT");
+	CHECK_STORE(200, 10, 2000);
+	/* a few seconds old: less than one, not stored */
+	H(&resp, "Date: Sun, 09 Sep 2001 01:46:40 GMT", "Last-Modified: Sun, 09 Sep 2001 01:46:38 GMT");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	/* Last-Modified at or after Date, or invalid: none */
+	H(&resp, "Date: Sun, 09 Sep 2001 01:46:40 GMT", "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Date: Sun, 09 Sep 2001 01:46:40 GMT", "Last-Modified: Mon, 10 Sep 2001 01:46:40 GMT");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Last-Modified: last week");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	/* an explicit lifetime, even stale or invalid, rules it out */
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: max-age=0");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: max-age=x");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Expires: 0");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: s-maxage=0, max-age=60");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	/* other directives leave it: must-revalidate, public */
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: must-revalidate");
+	CHECK_STORE(200, 10, 2000);
+	/* what may not be stored stays so */
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: private");
+	CHECK_NO_STORE(200, 10, "private");
+	CHECK_NO_STORE(302, 10, "status");
+	H(&req, "Authorization: Basic eDp5");
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT");
+	CHECK_NO_STORE(200, 10, "authorization");
+	headers_free(&req);
+	/* a query: no heuristic */
+	target = "http://example.com/a?b=1";
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT", "Cache-Control: max-age=60");
+	CHECK_STORE(200, 10, 60);
+	target = "http://example.com/a";
+	/* turned off */
+	rules.heuristic_percent = 0;
+	H(&resp, "Last-Modified: Sat, 08 Sep 2001 23:00:00 GMT");
+	CHECK_NO_STORE(200, 10, "no-explicit-freshness");
+	(void)why;
+}
 
 static void
 test_stale_if_error(void)
@@ -824,7 +895,7 @@ test_fresh(void)
 	/* age and lifetime from the other functions */
 	H(&resp, "Cache-Control: max-age=100", "Age: 30");
 	const char *why;
-	int64_t life = policy_storable(&req, 200, &resp, -1, MAXOBJ, NOW, &why);
+	int64_t life = policy_storable(&req, target, 200, &resp, -1, &rules, NOW, &why);
 	CHECK_INT(life, 100);
 	CHECK(policy_fresh(life, policy_age(-1, 30, NOW, NOW, NOW + 69)));
 	CHECK(!policy_fresh(life, policy_age(-1, 30, NOW, NOW, NOW + 70)));
@@ -987,6 +1058,7 @@ main(void)
 	test_dates();
 	test_request();
 	test_want();
+	test_heuristic();
 	test_storable();
 	test_age();
 	test_stale_if_error();
