@@ -167,6 +167,7 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
                                   struct policy_want *want)
 {
 	want->max_age = want->min_fresh = want->max_stale = -1;
+	want->only_if_cached = 0;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return POLICY_PASS;
 	struct cache_control cc;
@@ -174,13 +175,17 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 	want->max_age = cc.max_age;
 	want->min_fresh = cc.min_fresh;
 	want->max_stale = cc.max_stale;
+	want->only_if_cached = cc.only_if_cached;
 	const char *pragma = headers_get(req, "Pragma");
-	int pass = headers_get(req, "Range") || cc.no_store;
+	int range = headers_get(req, "Range") != NULL;
+	int pass = (range && strcmp(method, "HEAD") == 0) || cc.no_store;
 	int reload = cc.no_cache || cc.max_age == 0 ||
 	             (pragma && !headers_get(req, "Cache-Control") && http_list_has(pragma, "no-cache"));
+	if (range && !pass && !reload)
+		return POLICY_RANGE;
 	if (cc.only_if_cached)
-		return pass || reload ? POLICY_UNANSWERABLE : POLICY_ONLY_STORED;
-	return pass ? POLICY_PASS : reload ? POLICY_REFRESH : POLICY_LOOKUP;
+		return pass || reload || range ? POLICY_UNANSWERABLE : POLICY_ONLY_STORED;
+	return pass || range ? POLICY_PASS : reload ? POLICY_REFRESH : POLICY_LOOKUP;
 }
 
 static int status_storable(int status)

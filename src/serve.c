@@ -29,6 +29,7 @@
 #include "corral/invalidate.h"
 #include "corral/log.h"
 #include "corral/policy.h"
+#include "corral/range.h"
 #include "corral/session.h"
 #include "corral/stats.h"
 
@@ -428,6 +429,57 @@ static void serve_stored(struct exchange *x, struct entry *e, struct entry_reade
 	x->upstream[0] = '\0';
 }
 
+/* A hit's Cache-Status: stale when the request's max-stale took it. */
+static const char *hit_status(const struct entry *e, const struct policy_want *want)
+{
+	return want->max_stale < 0 || policy_fresh(e->freshness_lifetime, entry_age(e, time(NULL)))
+	       ? "corral; hit" : "corral; hit; detail=max-stale";
+}
+
+/* A GET with Range (POLICY_RANGE): answered from a stored variant whose
+ * whole body is there (range.h: a 206, a 416, or all of it), after its
+ * preconditions; otherwise passed with its Range, or for only-if-cached a
+ * 504. Never a fetch of its own, nor a wait for another's: a range of a
+ * body still arriving goes to the origin, as a miss's does. Gives h back. */
+static void serve_range(struct exchange *x, struct keyhead *h, const struct policy_want *want)
+{
+	struct entry_reader rd;
+	struct entry *e;
+	enum entry_state st = ENTRY_STREAMING;
+	pthread_mutex_lock(&h->lock);
+	e = cache_lookup(h, &x->req.headers, want, time(NULL));
+	if (e && e->hfm)
+		e = NULL;
+	if (e)
+		entry_ref(e);
+	pthread_mutex_unlock(&h->lock);
+	if (e && entry_attach(e, &rd) == 0) {
+		entry_bytes(e, &st);
+		if (st != ENTRY_COMPLETE)
+			entry_detach(e, &rd);
+	}
+	if (st != ENTRY_COMPLETE) {
+		cache_head_put(h, NULL);
+		entry_unref(&e);
+		if (want->only_if_cached)
+			not_stored(x);
+		else
+			pass(x, "corral; fwd=request");
+		return;
+	}
+	stats_inc(STAT_cache_hits_total);
+	const char *status = hit_status(e, want);
+	x->result = "TCP_MEM_HIT";
+	x->hierarchy = "HIER_NONE";
+	if (not_modified(x, e, &rd, status))
+		x->result = "TCP_IMS_HIT";
+	else if (range_reply(x, e, &rd, status) != 0)
+		deliver(x, e, &rd, status, 0);
+	x->upstream[0] = '\0';
+	cache_head_put(h, e);
+	entry_unref(&e);
+}
+
 void cache_serve(struct exchange *x)
 {
 	struct request *r = &x->req;
@@ -457,6 +509,10 @@ void cache_serve(struct exchange *x)
 		pass(x, "corral; fwd=miss; detail=key");
 		return;
 	}
+	if (use == POLICY_RANGE) {
+		serve_range(x, h, &want);
+		return;
+	}
 
 	struct entry_reader rd;
 	struct entry *e = NULL, *used = NULL;
@@ -466,11 +522,7 @@ void cache_serve(struct exchange *x)
 	switch (decide(x, h, &rd, &e, &hs, &want, use == POLICY_ONLY_STORED, refresh, &validate)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
-		/* stale, when the request's max-stale took it */
-		serve_stored(x, e, &rd, "TCP_MEM_HIT",
-		             want.max_stale < 0 ||
-		                     policy_fresh(e->freshness_lifetime, entry_age(e, time(NULL)))
-		                     ? "corral; hit" : "corral; hit; detail=max-stale");
+		serve_stored(x, e, &rd, "TCP_MEM_HIT", hit_status(e, &want));
 		used = e;
 		break;
 	case V_COALESCED:

@@ -45,8 +45,11 @@ enum policy_lookup {
 	                       answered from what is stored; its fetch stores anew */
 	POLICY_ONLY_STORED, /* only-if-cached: a stored response (or the fetch under
 	                       way for one), else 504; never a fetch of its own */
-	POLICY_UNANSWERABLE,/* only-if-cached with what would pass (Range, no-cache,
-	                       ...): nothing may answer it, 504 (RFC 9111 5.2.1.7) */
+	POLICY_UNANSWERABLE,/* only-if-cached with what would pass (no-cache, ...):
+	                       nothing may answer it, 504 (RFC 9111 5.2.1.7) */
+	POLICY_RANGE,       /* a GET with Range: from a stored response with its
+	                       whole body (range.h), else passed with its Range
+	                       (only-if-cached: 504); never fetched for or coalesced */
 };
 
 /* What a request's Cache-Control asks of a stored response (RFC 9111
@@ -57,10 +60,12 @@ enum policy_lookup {
  * the fetch's answer whatever they say, as forwarding it would.) */
 struct policy_want {
 	int64_t max_age, min_fresh, max_stale;
+	int only_if_cached;
 };
 
-/* May this request use the cache (and coalesce)? GET or HEAD, no Range, no
- * request no-store; no-cache / max-age=0 / Pragma: no-cache refresh;
+/* May this request use the cache (and coalesce)? GET or HEAD, no Range (a
+ * GET's is POLICY_RANGE, a HEAD's passes), no request no-store; no-cache /
+ * max-age=0 / Pragma: no-cache refresh;
  * only-if-cached never does (other methods than GET and HEAD pass all the
  * same: only-if-cached is about responses the cache could have). *want:
  * the request's freshness directives. */

@@ -1267,15 +1267,102 @@ def test_only_if_cached_is_answered_from_the_cache_or_with_a_504(corral, origin)
     r = get(c, origin, "/oic", headers=oic)
     assert r.status == 200 and r.body == b"stored" and is_hit(status_of(r)), r
     # with what rules a stored response out, nothing may answer
-    for extra in ([("Cache-Control", "no-cache")], [("Range", "bytes=0-1")]):
-        assert get(c, origin, "/oic", headers=oic + extra).status == 504
+    assert get(c, origin, "/oic", headers=oic + [("Cache-Control", "no-cache")]).status == 504
+    # a range of what is stored may
+    r = get(c, origin, "/oic", headers=oic + [("Range", "bytes=0-1")])
+    assert r.status == 206 and r.body == b"st", r
+    assert get(c, origin, "/oic-hfm", headers=oic + [("Range", "bytes=0-1")]).status == 504
     assert origin.count("/oic") == 1
     # a hit-for-miss marker is not a stored response
     assert get(c, origin, "/oic-hfm").status == 200
     assert get(c, origin, "/oic-hfm", headers=oic).status == 504
     assert origin.count("/oic-hfm") == 1
-    results = [l.split()[3] for l in c.wait_log_lines(8)]
+    results = [l.split()[3] for l in c.wait_log_lines(9)]
     assert results.count("TCP_MISS/504") == 5, results
+
+
+RANGE_LM = "Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_range_of_a_stored_body_is_answered_from_the_cache(corral, origin, method):
+    # RFC 9110 14: one range of a stored whole body is a 206 from the
+    # cache; one past the end a 416; several ranges, another unit, bad
+    # syntax or an If-Range that does not name the stored copy get the
+    # whole response (a server may ignore Range). A HEAD with Range passes.
+    body = BODY  # 256 KiB: the slices cross the entry's chunks
+    origin.route("/rg", o.fixed(headers=CACHEABLE + [("ETag", '"r1"'),
+                                                     ("Last-Modified", RANGE_LM)], body=body))
+    c = corral()
+    assert get(c, origin, "/rg").body == body
+    n = len(body)
+    for spec, (a, z) in [("bytes=0-9", (0, 9)), ("bytes=100000-200000", (100000, 200000)),
+                         ("bytes=%d-" % (n - 10), (n - 10, n - 1)), ("bytes=-5", (n - 5, n - 1)),
+                         ("bytes=%d-99999999999999999999" % (n - 3), (n - 3, n - 1)),
+                         ("bytes=0-", (0, n - 1)), ("bytes=-%d" % (n + 7), (0, n - 1)),
+                         ("BYTES=7-7", (7, 7))]:
+        r = get(c, origin, "/rg", headers=[("Range", spec)], method=method)
+        if method == "HEAD":
+            assert r.status == 200 and status_of(r).get("fwd") == "request", (spec, r)
+            continue
+        assert r.status == 206, (spec, r)
+        assert r.header("content-range") == "bytes %d-%d/%d" % (a, z, n), (spec, r.headers)
+        assert r.body == body[a:z + 1], spec
+        assert is_hit(status_of(r)) and r.header("etag") == '"r1"', (spec, r.headers)
+    if method == "HEAD":
+        return
+    for spec in ("bytes=%d-" % n, "bytes=%d-%d" % (n, n + 5), "bytes=-0"):
+        r = get(c, origin, "/rg", headers=[("Range", spec)])
+        assert r.status == 416 and r.header("content-range") == "bytes */%d" % n, (spec, r)
+        assert is_hit(status_of(r)), r.headers
+    for spec in ("bytes=5-1", "bytes=0-1,5-6", "items=0-1", "bytes=x-1", "bytes = 0-1"):
+        r = get(c, origin, "/rg", headers=[("Range", spec)])
+        assert r.status == 200 and r.body == body and is_hit(status_of(r)), (spec, r.status)
+    # If-Range: the stored copy's strong ETag or its Last-Modified (a strong
+    # validator: well before Date) give the range; anything else the whole
+    for if_range, partial in [('"r1"', True), (RANGE_LM, True), ('"r0"', False),
+                              ('W/"r1"', False), ("Mon, 07 Nov 1994 08:49:37 GMT", False)]:
+        r = get(c, origin, "/rg", headers=[("Range", "bytes=0-9"), ("If-Range", if_range)])
+        assert r.status == (206 if partial else 200), (if_range, r.status)
+        assert r.body == (body[:10] if partial else body), if_range
+    # preconditions come first: a current copy is a 304
+    r = get(c, origin, "/rg", headers=[("Range", "bytes=0-9"), ("If-None-Match", '"r1"')])
+    assert r.status == 304, r
+    assert origin.count("/rg") == 1
+    results = [l.split()[3] for l in c.wait_log_lines(1 + 8 + 3 + 5 + 5 + 1)]
+    assert results.count("TCP_MEM_HIT/206") == 8 + 2, results
+    assert results.count("TCP_MEM_HIT/416") == 3, results
+    assert metric(c, "cache_hits_total") == 8 + 3 + 5 + 5 + 1
+
+
+def test_a_range_of_what_is_not_stored_goes_to_the_origin(corral, origin):
+    # A miss (and a key with a fetch under way) passes with its Range, as
+    # Squid's does, and nothing is stored for it; the next plain GET is the
+    # one that fetches and stores, and ranges are hits after that.
+    def maybe_range(req, w):
+        body = o.make_pattern(1000)
+        if req.header("range") == "bytes=0-9":
+            w.send_response(206, "Partial Content",
+                            CACHEABLE + [("Content-Range", "bytes 0-9/1000")], body[:10])
+        else:
+            w.send_response(200, "OK", CACHEABLE, body)
+    origin.route("/rm", maybe_range)
+    c = corral()
+    r = get(c, origin, "/rm", headers=[("Range", "bytes=0-9")])
+    assert r.status == 206 and len(r.body) == 10 and status_of(r).get("fwd") == "request", r
+    assert origin.last("/rm").header("range") == "bytes=0-9"
+    r = get(c, origin, "/rm", headers=[("Range", "bytes=0-9")])
+    assert r.status == 206 and status_of(r).get("fwd") == "request", r
+    assert origin.count("/rm") == 2
+    r = get(c, origin, "/rm")
+    assert r.status == 200 and is_stored_miss(status_of(r)), r
+    r = get(c, origin, "/rm", headers=[("Range", "bytes=0-9")])
+    assert r.status == 206 and is_hit(status_of(r)) and r.body == o.make_pattern(1000)[:10], r
+    assert origin.count("/rm") == 3
+    # only-if-cached with a range of what is not stored: 504
+    r = get(c, origin, "/rm-none", headers=[("Range", "bytes=0-9"),
+                                            ("Cache-Control", "only-if-cached")])
+    assert r.status == 504, r
 
 
 @pytest.mark.parametrize("refusing", ["max-age=30", "min-fresh=60"])
@@ -2086,13 +2173,13 @@ def test_key_drops_the_default_port(corral, origin):
 @pytest.mark.parametrize("headers", [[("Cache-Control", "no-cache")],
                                      [("Pragma", "no-cache")],
                                      [("Cache-Control", "max-age=0")],
-                                     [("Range", "bytes=0-9")]],
-                         ids=["cache-control", "pragma", "max-age-0", "range"])
+                                     [("Range", "bytes=0-9"), ("Cache-Control", "no-cache")]],
+                         ids=["cache-control", "pragma", "max-age-0", "range-reload"])
 def test_request_semantics_go_to_the_origin(corral, origin, headers):
     # A reload (no-cache, max-age=0, Pragma: no-cache) goes to the origin and
     # what comes back replaces the stored copy (as Squid's does: a user's
-    # reload mends a stale or broken object for everyone). A Range request
-    # goes to the origin and leaves the store alone.
+    # reload mends a stale or broken object for everyone). A reload with
+    # Range goes to the origin and leaves the store alone.
     versions = []
 
     def maybe_range(req, w):
@@ -2114,6 +2201,7 @@ def test_request_semantics_go_to_the_origin(corral, origin, headers):
     assert cs.get("fwd") == "request" and not is_hit(cs), cs
     assert origin.last("/rq").header(headers[0][0]) == headers[0][1]
     reload = headers[0][0] != "Range"
+    assert reload or origin.last("/rq").header("cache-control") == "no-cache"
     if reload:
         assert r.status == 200 and r.body.endswith(b"v2"), r
         assert "stored" in cs, cs

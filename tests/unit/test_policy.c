@@ -451,6 +451,10 @@ test_request(void)
 	H(&req, "Cache-Control: only-if-cached, no-cache");
 	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
 	H(&req, "Cache-Control: only-if-cached", "Range: bytes=0-1");
+	CHECK_INT(request_of("GET", &req), POLICY_RANGE); /* a stored body's range, or 504 */
+	CHECK_INT(want.only_if_cached, 1);
+	CHECK_INT(request_of("HEAD", &req), POLICY_UNANSWERABLE);
+	H(&req, "Cache-Control: only-if-cached, no-cache", "Range: bytes=0-1");
 	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
 	H(&req, "Cache-Control: max-age=0, only-if-cached");
 	CHECK_INT(request_of("GET", &req), POLICY_UNANSWERABLE);
@@ -459,11 +463,19 @@ test_request(void)
 	headers_free(&req);
 	CHECK_INT(request_of("GET", &req), POLICY_LOOKUP);
 
-	/* Range: the cache holds whole bodies */
+	/* Range: a GET's from a whole stored body (range.h), a HEAD's passes,
+	 * and a reload's or a no-store's passes */
 	H(&req, "Range: bytes=0-99");
-	CHECK_INT(request_of("GET", &req), POLICY_PASS);
+	CHECK_INT(request_of("GET", &req), POLICY_RANGE);
+	CHECK_INT(want.only_if_cached, 0);
 	H(&req, "range: bytes=100-");
 	CHECK_INT(request_of("HEAD", &req), POLICY_PASS);
+	H(&req, "Range: bytes=0-99", "Cache-Control: no-cache");
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
+	H(&req, "Range: bytes=0-99", "Cache-Control: no-store");
+	CHECK_INT(request_of("GET", &req), POLICY_PASS);
+	H(&req, "Range: bytes=0-99", "Cache-Control: max-stale");
+	CHECK_INT(request_of("GET", &req), POLICY_RANGE);
 
 	/* request Cache-Control */
 	H(&req, "Cache-Control: no-store");
