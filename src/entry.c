@@ -433,3 +433,9 @@ int entry_may_stand_in(const struct entry *e, int64_t now)
 {
 	return policy_stale_if_error(&e->headers, e->freshness_lifetime, entry_age(e, now));
 }
+
+int entry_may_serve_while_revalidating(const struct entry *e, int64_t now)
+{
+	return policy_stale_while_revalidate(&e->headers, e->freshness_lifetime,
+	                                     entry_age(e, now));
+}

@@ -56,6 +56,8 @@ struct fetch {
 	uint64_t appended;              /* body bytes appended */
 	int body_done;                  /* the body's last byte is appended */
 	int64_t request_time;
+	struct fetch_outcome own_out;   /* `out` of a background fetch, which
+	                                   nobody waits for */
 	const char *via;                /* upstream_via of the starter's request */
 	struct upstream_ctx u;
 	CURL *curl;
@@ -204,6 +206,8 @@ static int publish_entry(struct fetch *f, struct entry *e, const struct http_hea
 		serve_herd_heads(f->h, e, claimed);
 		cache_herd_done(f->h, claimed, f->out);
 	}
+	if (f->out == &f->own_out)
+		entry_unref(&f->own_out.entry); /* a background fetch's: nobody's */
 	f->out = NULL;
 	f->starter = NULL;
 	return 0;
@@ -445,7 +449,7 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	snprintf(f->host, sizeof f->host, "%s", x->url.host);
 	f->port = x->url.port;
 	f->starter = starter;
-	f->out = out;
+	f->out = out ? out : &f->own_out;
 	if (validate) {
 		int conditional = headers_get(&validate->headers, "ETag") ||
 		                  headers_get(&validate->headers, "Last-Modified");
@@ -472,7 +476,8 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 fail:
 	if (f)
 		fetch_free(f);
+	struct fetch_outcome nobodys;
 	cache_fail(h, 503, "the proxy could not start an upstream fetch (out of memory or "
-	           "no thread for it)", out);
+	           "no thread for it)", out ? out : &nobodys);
 	return -1;
 }

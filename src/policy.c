@@ -41,6 +41,7 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 {
 	memset(cc, 0, sizeof *cc);
 	cc->max_age = cc->s_maxage = cc->stale_if_error = cc->min_fresh = cc->max_stale = -1;
+	cc->stale_while_revalidate = -1;
 	for (int i = 0; i < h->n; i++) {
 		if (strcasecmp(h->v[i].name, "Cache-Control") != 0)
 			continue;
@@ -94,6 +95,9 @@ void policy_parse_cache_control(const struct http_headers *h, struct cache_contr
 				cc->s_maxage = v < 0 ? 0 : v;
 			} else if (IS("stale-if-error") && val && cc->stale_if_error < 0) {
 				cc->stale_if_error = parse_delta(val, vlen); /* invalid: -1, none */
+			} else if (IS("stale-while-revalidate") && val &&
+			           cc->stale_while_revalidate < 0) {
+				cc->stale_while_revalidate = parse_delta(val, vlen); /* invalid: none */
 			} else if (IS("min-fresh") && val && cc->min_fresh < 0) {
 				cc->min_fresh = parse_delta(val, vlen); /* invalid: ignored */
 			} else if (IS("max-stale") && cc->max_stale < 0) {
@@ -283,6 +287,16 @@ int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int
 	if (cc.stale_if_error < 0 || !may_serve_stale(&cc))
 		return 0;
 	return age <= lifetime + cc.stale_if_error;
+}
+
+int policy_stale_while_revalidate(const struct http_headers *resp, int64_t lifetime,
+                                  int64_t age)
+{
+	struct cache_control cc;
+	policy_parse_cache_control(resp, &cc);
+	if (cc.stale_while_revalidate < 0 || !may_serve_stale(&cc))
+		return 0;
+	return age <= lifetime + cc.stale_while_revalidate;
 }
 
 int policy_acceptable(const struct policy_want *want, const struct http_headers *resp,

@@ -52,6 +52,9 @@ enum verdict {
 	V_NOT_STORED, /* only-if-cached and nothing stored to answer with: 504 */
 	V_STALE,      /* the fetch it waited for failed; a stale stored copy may
 	                 answer (stale-if-error) */
+	V_SWR,        /* a stale stored copy answers while it is revalidated
+	                 (stale-while-revalidate); *validate set: this request
+	                 starts that revalidation, in the background */
 };
 
 static void pass(struct exchange *x, const char *cache_status)
@@ -234,6 +237,24 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			entry_unref(&e); /* dropped its first bytes: not for us */
 			pthread_mutex_lock(&h->lock);
 		}
+		if (!refresh && !only_stored && want->max_age < 0 && want->min_fresh < 0) {
+			/* stale-while-revalidate (RFC 5861): the stale copy now,
+			 * and a revalidation under way (or started: V_SWR with
+			 * *validate), rather than a wait for the origin. Not over
+			 * a client's max-age / min-fresh, nor for a reload. */
+			struct entry *st = cache_lookup_stale(h, &r->headers);
+			if (st && entry_may_serve_while_revalidating(st, time(NULL))) {
+				entry_ref(st);
+				*found = st;
+				if (h->phase != KEY_PENDING_STORE) {
+					cache_begin_fetch(h);
+					entry_ref(st);
+					*validate = st;
+				}
+				v = V_SWR;
+				break;
+			}
+		}
 		if (h->phase == KEY_PENDING_STORE) {
 			if (!waited) {
 				waited = 1;
@@ -341,17 +362,18 @@ static int not_modified(struct exchange *x, struct entry *e, struct entry_reader
 	return 1;
 }
 
-/* A waiter whose fetch failed (V_STALE): answer with the stored variant e,
- * stale, which its stale-if-error allowed (RFC 5861; Squid's
- * TCP_REFRESH_FAIL_OLD); its preconditions still get their 304. Returns 0
- * when e's body went meanwhile (evicted). */
-static int serve_stale(struct exchange *x, struct entry *e)
+/* Answer with the stored variant e, stale, as its stale-if-error allowed
+ * a waiter whose fetch failed (V_STALE; Squid's TCP_REFRESH_FAIL_OLD) or
+ * its stale-while-revalidate any request meanwhile (V_SWR); its
+ * preconditions still get their 304. Returns 0 when e's body went
+ * meanwhile (evicted). */
+static int serve_stale(struct exchange *x, struct entry *e, const char *result,
+                       const char *cache_status)
 {
 	struct entry_reader rd;
 	if (entry_attach(e, &rd) < 0)
 		return 0;
-	stats_inc(STAT_cache_stale_if_error_total);
-	serve_stored(x, e, &rd, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error");
+	serve_stored(x, e, &rd, result, cache_status);
 	return 1;
 }
 
@@ -560,9 +582,18 @@ void cache_serve(struct exchange *x)
 		not_stored(x);
 		break;
 	case V_STALE:
-		if (!serve_stale(x, e))
+		stats_inc(STAT_cache_stale_if_error_total);
+		if (!serve_stale(x, e, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error"))
 			exchange_error(x, 502, "the fetch it waited for failed, and the stored copy "
 			               "went meanwhile");
+		break;
+	case V_SWR:
+		stats_inc(STAT_cache_stale_while_revalidate_total);
+		if (validate) /* the revalidation, which nobody waits for */
+			fetch_start(x, h, NULL, NULL, validate, 0);
+		if (!serve_stale(x, e, "TCP_MEM_HIT", "corral; hit; detail=stale-while-revalidate"))
+			exchange_error(x, 502, "the stored copy went while it was being answered with");
+		used = e;
 		break;
 	}
 	cache_head_put(h, used);

@@ -207,6 +207,9 @@ int64_t entry_age(const struct entry *e, int64_t now);
 /* May e answer stale at `now` because its origin failed (its
  * stale-if-error, policy_stale_if_error)? */
 int entry_may_stand_in(const struct entry *e, int64_t now);
+/* May e answer stale at `now` while it is revalidated in the background
+ * (its stale-while-revalidate, policy_stale_while_revalidate)? */
+int entry_may_serve_while_revalidating(const struct entry *e, int64_t now);
 
 /* Body bytes so far and state, under the lock. */
 uint64_t entry_bytes(struct entry *e, enum entry_state *state);

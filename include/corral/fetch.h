@@ -31,7 +31,9 @@ struct exchange;
  * when it is published and `out` filled (under h->lock, with a broadcast on
  * h->changed); the caller waits for out->done. The fetch takes its own use of
  * `h`. Returns 0, or -1 when it could not start (`out` is then filled as a
- * failure and the count given back). */
+ * failure and the count given back). With `starter` and `out` NULL, a
+ * background fetch (stale-while-revalidate, serve.c): nobody waits for it,
+ * and its outcome is its own. */
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
                 struct fetch_outcome *out, struct entry *validate, int refresh);
 

@@ -17,6 +17,7 @@ struct cache_control {
 	int only_if_cached;
 	int64_t max_age, s_maxage;
 	int64_t stale_if_error;   /* RFC 5861, seconds; -1 none */
+	int64_t stale_while_revalidate; /* RFC 5861, seconds; -1 none */
 	int64_t min_fresh;        /* a request's, seconds */
 	int64_t max_stale;        /* a request's, seconds; POLICY_AGE_MAX
 	                             when it has no value (any staleness) */
@@ -108,6 +109,13 @@ int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, i
  * proxy-revalidate or s-maxage, which ask a shared cache to validate first
  * (RFC 9111 4.2.4, 5.2.2.10). */
 int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age);
+
+/* May a stored response with fields `resp`, lifetime and age be served
+ * stale while the cache revalidates it (RFC 5861 stale-while-revalidate=N:
+ * while age is at most lifetime + N)? Never with no-cache,
+ * must-revalidate, proxy-revalidate or s-maxage, as policy_stale_if_error. */
+int policy_stale_while_revalidate(const struct http_headers *resp, int64_t lifetime,
+                                  int64_t age);
 
 /* Current age of a stored response (RFC 9111 4.2.3). */
 int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,

@@ -1039,6 +1039,72 @@ def test_stale_if_error(corral, origin, cc, failure, stale_served):
         assert metric(c, "cache_stale_if_error_total") == 0
 
 
+def test_stale_while_revalidate_answers_at_once_and_revalidates_in_the_background(
+        corral, origin):
+    # RFC 5861: within stale-while-revalidate, a stale copy answers at once
+    # while one revalidation runs in the background (held here at the
+    # origin until every request has had its answer); its answer then
+    # replaces the copy.
+    go = threading.Event()
+    first = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"s1"')]
+
+    def revalidated(req, w):
+        assert req.header("if-none-match") == '"s1"', req.headers
+        w.send_response(200, "OK", [("Cache-Control", "max-age=60"), ("ETag", '"s2"')],
+                        b"version two")
+    origin.route("/swr", o.sequence(o.fixed(headers=first, body=b"version one"),
+                                    o.hold(go, then=revalidated)))
+    c = corral()
+    assert get(c, origin, "/swr").body == b"version one"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    for i in range(3):
+        r = get(c, origin, "/swr")  # answered while the origin holds the revalidation
+        assert r.status == 200 and r.body == b"version one", r
+        cs = status_of(r)
+        assert is_hit(cs) and cs.get("detail") == "stale-while-revalidate", cs
+        assert int(r.header("age")) >= 2, r.headers
+    origin.wait_arrivals("/swr", 2, timeout=TIMEOUT)
+    assert origin.count("/swr") == 2  # one revalidation for the three
+    assert metric(c, "cache_stale_while_revalidate_total") == 3
+    go.set()
+    r = wait_for(lambda: (lambda r: r if r.body == b"version two" else None)(
+        get(c, origin, "/swr")), 10, "the revalidation's answer to be stored")
+    assert is_hit(status_of(r)) and r.header("etag") == '"s2"', r
+    assert origin.count("/swr") == 2
+
+
+@pytest.mark.parametrize("cc, request_headers", [
+    ("max-age=1", []),
+    ("max-age=1, stale-while-revalidate=60, must-revalidate", []),
+    ("max-age=1, stale-while-revalidate=60, proxy-revalidate", []),
+    ("s-maxage=1, stale-while-revalidate=60", []),
+    ("max-age=1, stale-while-revalidate=60", [("Cache-Control", "max-age=30")]),
+    ("max-age=1, stale-while-revalidate=60", [("Cache-Control", "no-cache")]),
+], ids=["no-directive", "must-revalidate", "proxy-revalidate", "s-maxage", "client-max-age",
+        "reload"])
+def test_stale_while_revalidate_not_allowed_waits_for_the_origin(corral, origin, cc,
+                                                                 request_headers):
+    # Without the directive, when the response forbids serving it stale, or
+    # when the client asks for a copy no older than it is (or reloads), the
+    # request waits for the origin's answer as for any stale entry.
+    served = [0]
+
+    def versioned(req, w):
+        served[0] += 1
+        w.send_response(200, "OK", [("Cache-Control", cc), ("ETag", '"v%d"' % served[0])],
+                        b"version %d" % served[0])
+    origin.route("/swr-no", versioned)
+    c = corral()
+    assert get(c, origin, "/swr-no").body == b"version 1"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/swr-no", headers=request_headers)
+    assert r.body == b"version 2", r
+    assert status_of(r).get("fwd") in ("stale", "request"), status_of(r)
+    assert metric(c, "cache_stale_while_revalidate_total") == 0
+
+
 def test_stale_if_error_is_decided_when_the_error_comes(corral, origin):
     # The copy may stand in when its fetch starts (age 2 <= 1 + 2), not when
     # the origin's 503 comes (age 5): the 503 goes through as it is, not a

@@ -835,6 +835,27 @@ test_stale_if_error(void)
 	CHECK(!policy_stale_if_error(&h, 0, 1));
 	H(&h, "Cache-Control: s-maxage=60, stale-if-error=30");
 	CHECK(!policy_stale_if_error(&h, 60, 61));
+
+	/* stale-while-revalidate, by the same rules, and each its own */
+	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=30");
+	CHECK(policy_stale_while_revalidate(&h, 60, 61));
+	CHECK(policy_stale_while_revalidate(&h, 60, 90));
+	CHECK(!policy_stale_while_revalidate(&h, 60, 91));
+	CHECK(!policy_stale_if_error(&h, 60, 61));
+	H(&h, "Cache-Control: max-age=60, stale-if-error=30");
+	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
+	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=\"30\"");
+	CHECK(policy_stale_while_revalidate(&h, 60, 90));
+	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=soon");
+	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
+	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=30, must-revalidate");
+	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
+	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=30, proxy-revalidate");
+	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
+	H(&h, "Cache-Control: s-maxage=60, stale-while-revalidate=30");
+	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
+	H(&h, "Cache-Control: no-cache, stale-while-revalidate=30");
+	CHECK(!policy_stale_while_revalidate(&h, 0, 1));
 	headers_free(&h);
 }
 
