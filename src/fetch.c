@@ -258,10 +258,13 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
 			return 0;
 		if ((f->head.status == 500 || f->head.status == 502 || f->head.status == 503 ||
-		     f->head.status == 504) && can_stand_in(f)) {
+		     f->head.status == 504) && (can_stand_in(f) || f->out == &f->own_out)) {
 			/* an error the stored copy may stand in for (RFC 5861),
 			 * decided now: a failed fetch, not a response to store
-			 * or pass on (else the 5xx goes through as it is) */
+			 * or pass on (else the 5xx goes through as it is). A
+			 * background revalidation's 5xx has nobody to go to:
+			 * failed too, so that the stale copy it came to refresh
+			 * is not replaced by a hit-for-miss marker */
 			f->stale_status = f->head.status;
 			snprintf(f->why, sizeof f->why, "the origin answered %d %s",
 			         f->head.status, f->head.reason);

@@ -1074,6 +1074,37 @@ def test_stale_while_revalidate_answers_at_once_and_revalidates_in_the_backgroun
     assert origin.count("/swr") == 2
 
 
+@pytest.mark.parametrize("failure", ["503", "reset"])
+def test_a_failed_background_revalidation_is_tried_again_by_the_next_request(corral, origin,
+                                                                            failure):
+    # The background fetch's failure (no answer, or a 5xx, which has nobody
+    # to go to) leaves the stale copy in place and answering, and the next
+    # request in the window starts another revalidation, whose answer is
+    # stored. (A reset on a reused connection libcurl retries on a new one:
+    # the origin closes the first connection.)
+    first = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"f1"'),
+             ("Connection", "close")]
+    failing = (o.fixed(503, "Service Unavailable", headers=[("Connection", "close")],
+                       body=b"down") if failure == "503" else o.reset())
+    origin.route("/swr-fail", o.sequence(
+        o.fixed(headers=first, body=b"version one"), failing,
+        o.fixed(headers=[("Cache-Control", "max-age=60")], body=b"version two")))
+    c = corral()
+    assert get(c, origin, "/swr-fail").body == b"version one"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/swr-fail")
+    assert r.body == b"version one" and status_of(r).get("detail") == "stale-while-revalidate", r
+    wait_metric(c, "cache_fetch_failures_total", lambda v: v == 1)
+    r = get(c, origin, "/swr-fail")  # starts the second revalidation
+    assert r.body == b"version one" and status_of(r).get("detail") == "stale-while-revalidate", r
+    r = wait_for(lambda: (lambda r: r if r.body == b"version two" else None)(
+        get(c, origin, "/swr-fail")), 10, "the second revalidation's answer to be stored")
+    assert is_hit(status_of(r)), r
+    assert origin.count("/swr-fail") == 3
+    assert metric(c, "cache_fetches_total") == 3
+
+
 @pytest.mark.parametrize("cc, request_headers", [
     ("max-age=1", []),
     ("max-age=1, stale-while-revalidate=60, must-revalidate", []),
