@@ -308,6 +308,7 @@ int policy_acceptable(const struct policy_want *want, const struct http_headers 
 	if (want->max_age >= 0 && age > want->max_age)
 		return 0;
 	if (want->min_fresh >= 0)
+		/* fresh for N more seconds: at ages age .. age + N - 1 */
 		return fresh && lifetime - age >= want->min_fresh;
 	if (fresh || want->max_stale < 0)
 		return fresh;

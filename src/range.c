@@ -105,9 +105,10 @@ int range_if_range_matches(const char *if_range, const struct http_headers *resp
 	int64_t since = policy_parse_date(if_range);
 	int64_t modified = lm ? policy_parse_date(lm) : -1;
 	int64_t date = d ? policy_parse_date(d) : -1;
-	/* a date validator is strong when it is a second or more before the
-	 * response's Date (RFC 9110 8.8.2.2) */
-	return since >= 0 && since == modified && date >= 0 && modified < date;
+	/* an intermediate cache may take a stored Last-Modified for a strong
+	 * validator when the stored Date is 60 s or more after it (RFC 9110
+	 * 8.8.2.2: a second, and the 60 s against two clocks) */
+	return since >= 0 && since == modified && date >= 0 && date - modified >= 60;
 }
 
 /* The 416: what the body's length is, and nothing of it. */

@@ -165,8 +165,8 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 	free(at);
 }
 
-/* Steps 2 and 3: decide under the head's lock. On V_HIT and V_COALESCED,
- * *found is a referenced entry with `rd` attached; on V_HERD one with
+/* Steps 2 and 3: decide under the head's lock. On V_HIT, V_COALESCED,
+ * V_STALE and V_SWR, *found is a referenced entry with `rd` attached; on V_HERD one with
  * (*slot)->rd attached and its head sent by the fetch; on V_FETCH the key
  * is PENDING_STORE with this request's fetch counted. *slot: on V_HERD,
  * the herd slot taken when the request first joined a herd, for the caller
@@ -243,7 +243,12 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			 * *validate), rather than a wait for the origin. Not over
 			 * a client's max-age / min-fresh, nor for a reload. */
 			struct entry *st = cache_lookup_stale(h, &r->headers);
-			if (st && entry_may_serve_while_revalidating(st, time(NULL))) {
+			/* attached here, under the head's lock, while st is still
+			 * stored (a whole body: its lock is not busy): the
+			 * revalidation, once it publishes, unlinks it, and a
+			 * reader attached after that would find its body going */
+			if (st && entry_may_serve_while_revalidating(st, time(NULL)) &&
+			    entry_attach(st, rd) == 0) {
 				entry_ref(st);
 				*found = st;
 				if (h->phase != KEY_PENDING_STORE) {
@@ -289,8 +294,8 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			 * that would likely fail the same way (each waiter in
 			 * turn: a herd would wait a timeout apiece) */
 			struct entry *st = cache_lookup_stale(h, &r->headers);
-			if (st && entry_may_stand_in(st, time(NULL))) {
-				entry_ref(st);
+			if (st && entry_may_stand_in(st, time(NULL)) && entry_attach(st, rd) == 0) {
+				entry_ref(st); /* attached here, as V_SWR's */
 				*found = st;
 				v = V_STALE;
 				break;
@@ -362,21 +367,6 @@ static int not_modified(struct exchange *x, struct entry *e, struct entry_reader
 	return 1;
 }
 
-/* Answer with the stored variant e, stale, as its stale-if-error allowed
- * a waiter whose fetch failed (V_STALE; Squid's TCP_REFRESH_FAIL_OLD) or
- * its stale-while-revalidate any request meanwhile (V_SWR); its
- * preconditions still get their 304. Returns 0 when e's body went
- * meanwhile (evicted). */
-static int serve_stale(struct exchange *x, struct entry *e, const char *result,
-                       const char *cache_status)
-{
-	struct entry_reader rd;
-	if (entry_attach(e, &rd) < 0)
-		return 0;
-	serve_stored(x, e, &rd, result, cache_status);
-	return 1;
-}
-
 /* This request caused the fetch: wait for its outcome (no timeout — the
  * fetch has the upstream timeouts), then read the entry like everyone. */
 static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
@@ -384,6 +374,10 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
                         struct entry *validate)
 {
 	struct fetch_outcome out = { .done = 0 };
+	/* a stored copy still fresh that the request's max-age / min-fresh
+	 * refused (decided now: it may go stale while the fetch runs) */
+	int refused_fresh = validate && policy_fresh(validate->freshness_lifetime,
+	                                             entry_age(validate, time(NULL)));
 	exchange_will_block();
 	fetch_start(x, h, rd, &out, validate, refresh);
 	pthread_mutex_lock(&h->lock);
@@ -395,8 +389,6 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	 * a request whose max-age / min-fresh refused a fresh stored copy; a
 	 * stored variant's revalidation is "stale"; Squid's log names for the
 	 * same */
-	int refused_fresh = validate && policy_fresh(validate->freshness_lifetime,
-	                                             entry_age(validate, time(NULL)));
 	const char *fwd = refresh || refused_fresh ? "request" : out.revalidated ? "stale" : "miss";
 	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS"
 	            : out.revalidated == 1 ? "TCP_REFRESH_UNMODIFIED"
@@ -582,17 +574,18 @@ void cache_serve(struct exchange *x)
 		not_stored(x);
 		break;
 	case V_STALE:
+		/* the stored copy, stale, as its stale-if-error allows a waiter
+		 * whose fetch failed (Squid's TCP_REFRESH_FAIL_OLD) */
 		stats_inc(STAT_cache_stale_if_error_total);
-		if (!serve_stale(x, e, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error"))
-			exchange_error(x, 502, "the fetch it waited for failed, and the stored copy "
-			               "went meanwhile");
+		serve_stored(x, e, &rd, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error");
 		break;
 	case V_SWR:
+		/* the stored copy, stale, as its stale-while-revalidate allows
+		 * while it is revalidated */
 		stats_inc(STAT_cache_stale_while_revalidate_total);
 		if (validate) /* the revalidation, which nobody waits for */
 			fetch_start(x, h, NULL, NULL, validate, 0);
-		if (!serve_stale(x, e, "TCP_MEM_HIT", "corral; hit; detail=stale-while-revalidate"))
-			exchange_error(x, 502, "the stored copy went while it was being answered with");
+		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit; detail=stale-while-revalidate");
 		used = e;
 		break;
 	}

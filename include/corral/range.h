@@ -32,8 +32,8 @@ enum range_kind range_parse(const char *value, uint64_t length, uint64_t *first,
 
 /* Does If-Range value `if_range` name stored response `resp` (RFC 9110
  * 13.1.5)? An entity tag must equal its strong ETag; a date must equal its
- * Last-Modified, which must be a strong validator (a second or more before
- * its Date). */
+ * Last-Modified, which must be a strong validator (60 s or more before its
+ * Date, RFC 9110 8.8.2.2). */
 int range_if_range_matches(const char *if_range, const struct http_headers *resp);
 
 /* Answer x from whole stored entry e (reader r attached, detached here)

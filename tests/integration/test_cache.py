@@ -1432,6 +1432,24 @@ def test_a_range_of_a_stored_body_is_answered_from_the_cache(corral, origin, met
     assert metric(c, "cache_hits_total") == 8 + 3 + 5 + 5 + 1
 
 
+def test_if_range_date_less_than_60s_before_date_is_weak(corral, origin):
+    # RFC 9110 13.1.5 and 8.8.2.2: a cache may take a stored Last-Modified
+    # for a strong validator only when it is 60 s or more before the stored
+    # Date; else an If-Range date never matches and the whole 200 goes out.
+    now = time.time()
+    date = email.utils.formatdate(now, usegmt=True)
+    lm = email.utils.formatdate(now - 5, usegmt=True)
+    body = bytes(range(100))
+    origin.route("/ir60", o.fixed(headers=CACHEABLE + [("Date", date), ("Last-Modified", lm)],
+                                  body=body))
+    c = corral()
+    assert get(c, origin, "/ir60").body == body
+    r = get(c, origin, "/ir60", headers=[("Range", "bytes=0-9"), ("If-Range", lm)])
+    assert r.status == 200 and r.body == body, (r.status, r.headers)
+    r = get(c, origin, "/ir60", headers=[("Range", "bytes=0-9")])
+    assert r.status == 206 and r.body == body[:10], r
+
+
 def test_a_range_of_what_is_not_stored_goes_to_the_origin(corral, origin):
     # A miss (and a key with a fetch under way) passes with its Range, as
     # Squid's does, and nothing is stored for it; the next plain GET is the

@@ -109,9 +109,14 @@ test_if_range(void)
 	SET("ETag: W/\"v1\"");
 	CHECK(!range_if_range_matches("\"v1\"", &resp));
 	CHECK(!range_if_range_matches("W/\"v1\"", &resp));
-	/* Last-Modified is a strong validator only a second or more before Date */
+	/* a stored Last-Modified is a strong validator only 60 s or more
+	 * before the stored Date (RFC 9110 8.8.2.2) */
 	SET("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT", "Date: Sun, 06 Nov 1994 08:49:37 GMT");
 	CHECK(!range_if_range_matches("Sun, 06 Nov 1994 08:49:37 GMT", &resp));
+	SET("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT", "Date: Sun, 06 Nov 1994 08:50:36 GMT");
+	CHECK(!range_if_range_matches("Sun, 06 Nov 1994 08:49:37 GMT", &resp));
+	SET("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT", "Date: Sun, 06 Nov 1994 08:50:37 GMT");
+	CHECK(range_if_range_matches("Sun, 06 Nov 1994 08:49:37 GMT", &resp));
 	SET("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT");
 	CHECK(!range_if_range_matches("Sun, 06 Nov 1994 08:49:37 GMT", &resp));
 	/* nothing to compare with */
