@@ -34,6 +34,7 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 {
 	const struct request *r = &x->req;
 	uint64_t have = entry_bytes(e, state);
+	x->via_http10 = e->http10;
 	int64_t age = entry_age(e, time(NULL));
 	struct strbuf b = strbuf_on(buf, len);
 

@@ -74,7 +74,9 @@ size_t exchange_head_end(struct exchange *x, char buf[EXCHANGE_HEAD_END_MAX], in
 	size_t n = 0;
 	if (chunked)
 		PUT("Transfer-Encoding: chunked\r\n");
-	if (x->cfg->via)
+	if (x->cfg->via && x->via_http10)
+		PUT("Via: 1.0 corral\r\n");
+	else if (x->cfg->via)
 		PUT("Via: 1.1 corral\r\n");
 	if (!r->keep_alive || session_stopping())
 		x->close_after = 1;

@@ -163,6 +163,7 @@ static int publish(struct fetch *f)
 	if (e == NULL)
 		return -1;
 	e->status = f->head.status;
+	e->http10 = f->head.http10;
 	snprintf(e->reason, sizeof e->reason, "%s", f->head.reason);
 	e->request_time = f->request_time;
 	e->response_time = time(NULL);

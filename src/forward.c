@@ -111,6 +111,7 @@ static int send_head(struct fwd *f)
 		}
 	}
 	char end[EXCHANGE_HEAD_END_MAX];
+	x->via_http10 = f->head.http10;
 	evbuffer_add(out, end, exchange_head_end(x, end, f->chunked_out));
 	size_t len = evbuffer_get_length(out);
 	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);

@@ -51,6 +51,7 @@ static void status_line(struct resphead *h, const char *buf, size_t l)
 	h->in_head = 1;
 	h->bytes = 0;
 	h->bad = NULL;
+	h->http10 = l >= 8 && memcmp(buf, "HTTP/1.0", 8) == 0;
 	const char *sp = memchr(buf, ' ', l);
 	h->status = sp ? atoi(sp + 1) : 0;
 	const char *rs = sp ? memchr(sp + 1, ' ', l - (size_t)(sp + 1 - buf)) : NULL;

@@ -58,6 +58,7 @@ struct entry *revalidate_entry(const struct entry *stored, const struct resphead
 	if (e == NULL || resphead_end_to_end(not_modified, &fresh) < 0)
 		goto fail;
 	e->status = stored->status;
+	e->http10 = stored->http10;
 	e->revalidated = 1;
 	memcpy(e->reason, stored->reason, sizeof e->reason);
 	e->request_time = request_time;

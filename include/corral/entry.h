@@ -97,6 +97,7 @@ struct entry {
 
 	/* immutable once published */
 	int status;
+	int http10;                    /* the origin answered in HTTP/1.0 (Via) */
 	char reason[128];
 	struct http_headers headers;   /* end-to-end response headers, no framing */
 	char *vary;                    /* the response's Vary lines joined, or NULL */

@@ -36,6 +36,8 @@ struct exchange {
 	                         const struct http_headers *h, int64_t content_length);
 	void *on_response_head_arg;
 	int close_after;          /* close the connection after this response */
+	int via_http10;           /* the response it relays came as HTTP/1.0: its
+	                             Via says 1.0 (RFC 9110 7.6.3) */
 	int handed_off;           /* the session now belongs to a tunnel */
 };
 

@@ -26,6 +26,7 @@
 struct resphead {
 	struct http_headers headers;
 	int status;
+	int http10;        /* the status line said HTTP/1.0 */
 	char reason[128];  /* control characters made spaces */
 	int in_head;   /* a status line was seen, the blank line not yet */
 	int final;     /* the final (non-1xx) head is complete */

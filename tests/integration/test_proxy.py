@@ -284,6 +284,27 @@ def test_via_names_the_protocol_the_request_came_in(corral, origin, version, cac
     assert via_tokens(origin.last("/viav").headers)[-1] == version[5:] + " corral"
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["passed", "hit"])
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_via_on_responses_names_the_protocol_the_origin_answered_in(corral, origin, version,
+                                                                    cached):
+    # RFC 9110 7.6.3 on the way back: an origin's HTTP/1.0 answer is relayed
+    # (passed, or stored and served as a hit) with "Via: 1.0 corral"
+    def answer(req, w):
+        body = b"v"
+        w.send_head(200, "OK", [("Cache-Control", "max-age=60" if cached else "no-store"),
+                                ("Content-Length", str(len(body)))], version=version)
+        w.send(body)
+    origin.route("/viar", answer)
+    c = corral()
+    for i in range(2 if cached else 1):
+        r = raw_request(c.port, request(origin, "/viar"))
+        assert r.status == 200 and r.body == b"v", r
+        assert via_tokens(r.headers)[-1] == version[5:] + " corral", r.headers
+    if cached:
+        assert origin.count("/viar") == 1
+
+
 def test_via_off(corral, origin):
     origin.route("/via", o.echo())
     c = corral("[proxy]\nvia = off\n")
