@@ -1,23 +1,43 @@
 /*
  * admin.c — the admin listener (see admin.h). Reads counters only (atomics
- * and the pool's stats); never takes a cache lock for long.
+ * and the pool's stats), and takes stored responses out of the cache on
+ * request (/purge: the table's and one head's lock, briefly).
  */
 #include "corral/admin.h"
+#include "corral/cache.h"
+#include "corral/http.h"
 #include "corral/log.h"
 #include "corral/pool.h"
 #include "corral/stats.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/listener.h>
 
 static struct evhttp *http;
 
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *fmt,
+                  const char *arg);
+
+/* /metrics and /status are read with GET or HEAD only (POST is /purge's) */
+static int read_only(struct evhttp_request *req)
+{
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+		return 1;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+	reply(req, 405, "Method Not Allowed", "%s", "GET or HEAD\n");
+	return 0;
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
+	if (!read_only(req))
+		return;
 	struct evbuffer *b = evbuffer_new();
 	for (int i = 0; i < STAT__COUNT; i++)
 		evbuffer_add_printf(b, "# HELP corral_%s %s\ncorral_%s %lld\n",
@@ -35,9 +55,61 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* A plain-text answer. */
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *fmt,
+                  const char *arg)
+{
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add_printf(b, fmt, arg);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+	evhttp_send_reply(req, code, reason, b);
+	evbuffer_free(b);
+}
+
+/* POST /purge?url=URL: every stored response for URL (its variants, and a
+ * hit-for-miss marker) out of the cache, as Squid's PURGE. 200 with how
+ * many, 404 when none was stored. Runs on the main loop: cache_invalidate
+ * holds the table's lock for one bucket walk. */
+static void on_purge(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		reply(req, 405, "Method Not Allowed", "%s", "use POST /purge?url=URL\n");
+		return;
+	}
+	struct evkeyvalq q;
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query == NULL || evhttp_parse_query_str(query, &q) != 0) {
+		reply(req, 400, "Bad Request", "%s", "use POST /purge?url=URL\n");
+		return;
+	}
+	const char *target = evhttp_find_header(&q, "url");
+	struct url u;
+	char key[8192];
+	if (target == NULL || url_parse(target, &u) < 0 || url_normalise(&u, key, sizeof key) < 0) {
+		reply(req, 400, "Bad Request", "%s",
+		      "url= must be an absolute http:// or https:// URL\n");
+		evhttp_clear_headers(&q);
+		return;
+	}
+	int n = cache_invalidate(key);
+	stats_add(STAT_cache_purged_total, n);
+	log_info("purge %s: %d stored response(s)", key, n);
+	char msg[64];
+	snprintf(msg, sizeof msg, "%d", n);
+	if (n > 0)
+		reply(req, 200, "OK", "purged %s stored response(s)\n", msg);
+	else
+		reply(req, 404, "Not Found", "%s", "nothing stored for that URL\n");
+	evhttp_clear_headers(&q);
+}
+
 static void on_status(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
+	if (!read_only(req))
+		return;
 	struct evbuffer *b = evbuffer_new();
 	evbuffer_add_printf(b, "corral %s: ok\n", CORRAL_VERSION);
 	evhttp_send_reply(req, 200, "OK", b);
@@ -51,9 +123,10 @@ int admin_start(struct event_base *base, const struct config *c)
 	http = evhttp_new(base);
 	if (http == NULL)
 		return -1;
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	evhttp_set_cb(http, "/status", on_status, NULL);
+	evhttp_set_cb(http, "/purge", on_purge, NULL);
 	struct evconnlistener *l = evconnlistener_new_bind(
 		base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 		128, (const struct sockaddr *)&c->admin_listen.addr, (int)c->admin_listen.addrlen);

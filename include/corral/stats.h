@@ -43,6 +43,7 @@
 	X(cache_coalesce_timeouts_total, "waiters that gave up after coalesce_timeout and went upstream") \
 	X(cache_revalidated_total, "stale stored responses the origin confirmed with a 304: stored again with the body they had") \
 	X(cache_stale_if_error_total, "requests answered with a stale stored copy because the origin failed and its stale-if-error allowed it") \
+	X(cache_purged_total, "stored responses taken out by POST /purge on the admin listener") \
 	X(cache_stale_while_revalidate_total, "requests answered with a stale stored copy while it was revalidated in the background (stale-while-revalidate)") \
 	X(cache_conditional_total, "requests answered 304 from a stored response: the client's copy was current") \
 	X(cache_invalidations_total, "stored entries dropped because a POST, PUT, DELETE or other unsafe request to their URL succeeded") \

@@ -379,6 +379,16 @@ class Corral:
                         timeout=timeout, what="%d access log line(s) in %s"
                         % (n, self.access_log_path))
 
+    def admin(self, method, path):
+        """One request to the admin listener: (status, body text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=TIMEOUT)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
     def metrics(self):
         """GET /metrics on the admin listener: {"name": float}; '#' lines ignored."""
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=TIMEOUT)

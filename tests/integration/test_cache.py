@@ -1588,6 +1588,35 @@ def test_waiters_take_the_fetch_they_waited_for_whatever_they_ask(corral, origin
     assert origin.count("/wf") == 2
 
 
+def test_purge_on_the_admin_listener_takes_a_url_out_of_the_cache(corral, origin):
+    # POST /purge?url=URL (as Squid's PURGE): every stored variant of the
+    # URL goes, the next request fetches; 404 when nothing was stored; the
+    # URL is normalised as the cache's key is; GET /purge is a 405.
+    from urllib.parse import quote
+    origin.route("/pg", o.fixed(headers=CACHEABLE + [("Vary", "Accept")], body=b"purge me"))
+    c = corral()
+    for accept in ("text/a", "text/b"):
+        assert get(c, origin, "/pg", headers=[("Accept", accept)]).body == b"purge me"
+    assert is_hit(status_of(get(c, origin, "/pg", headers=[("Accept", "text/a")])))
+    assert origin.count("/pg") == 2
+    url = "HTTP://127.0.0.1:%d/pg" % origin.port  # the key is normalised
+    status, body = c.admin("POST", "/purge?url=" + quote(url, safe=""))
+    assert status == 200 and "purged 2" in body, (status, body)
+    r = get(c, origin, "/pg", headers=[("Accept", "text/a")])
+    assert is_stored_miss(status_of(r)) and origin.count("/pg") == 3, r
+    status, body = c.admin("POST", "/purge?url=" + quote(origin.url + "/never", safe=""))
+    assert status == 404, (status, body)
+    for method, path, want in [("GET", "/purge?url=" + quote(url, safe=""), 405),
+                               ("POST", "/purge", 400), ("POST", "/purge?url=junk", 400),
+                               ("POST", "/purge?url=" + quote("ftp://h/x", safe=""), 400),
+                               ("POST", "/metrics", 405), ("POST", "/status", 405),
+                               ("GET", "/status", 200)]:
+        status, body = c.admin(method, path)
+        assert status == want, (method, path, status, body)
+    assert metric(c, "cache_purged_total") == 2
+    assert is_hit(status_of(get(c, origin, "/pg", headers=[("Accept", "text/a")])))
+
+
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
 def test_a_response_without_date_gets_one(corral, origin, passed):
     # RFC 9110 6.6.1: a cache or proxy with a clock adds Date to a response
