@@ -429,9 +429,10 @@ int64_t entry_age(const struct entry *e, int64_t now)
 	return policy_age(e->date_value, e->age_value, e->request_time, e->response_time, now);
 }
 
-int entry_may_stand_in(const struct entry *e, int64_t now)
+int entry_may_stand_in(const struct entry *e, int64_t now, int64_t request_n)
 {
-	return policy_stale_if_error(&e->headers, e->freshness_lifetime, entry_age(e, now));
+	return policy_stale_if_error(&e->headers, e->freshness_lifetime, entry_age(e, now),
+	                             request_n);
 }
 
 int entry_may_serve_while_revalidating(const struct entry *e, int64_t now)

@@ -41,7 +41,10 @@ struct fetch {
 	                                   starter's answer if the fetch fails while its
 	                                   stale-if-error allows (`may_stand_in`) */
 	int conditional;                /* it has a validator: revalidate.h */
-	int may_stand_in;               /* not a reload, and it says stale-if-error */
+	int may_stand_in;               /* not a reload, and it or the starter's
+	                                   request says stale-if-error */
+	int64_t request_sie;            /* the starter's request's stale-if-error,
+	                                   -1 none (RFC 5861 4) */
 	int stale_status;               /* the 5xx that failed the fetch for it */
 	struct entry_reader validate_rd;/* attached to validate from the start, so
 	                                   that its body stays whatever happens to it
@@ -237,7 +240,8 @@ static int append_body(void *arg, const char *p, size_t n)
  * body is held (validate_rd) since the fetch began. */
 static int can_stand_in(const struct fetch *f)
 {
-	return f->validate && f->may_stand_in && entry_may_stand_in(f->validate, time(NULL));
+	return f->validate && f->may_stand_in &&
+	       entry_may_stand_in(f->validate, time(NULL), f->request_sie);
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud)
@@ -454,13 +458,18 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	f->port = x->url.port;
 	f->starter = starter;
 	f->out = out ? out : &f->own_out;
+	f->request_sie = -1;
 	if (validate) {
 		int conditional = headers_get(&validate->headers, "ETag") ||
 		                  headers_get(&validate->headers, "Last-Modified");
 		/* a reload never gets the copy it came to replace; the age
 		 * is checked again when the fetch fails (can_stand_in) */
+		struct cache_control rcc;
+		policy_parse_cache_control(&r->headers, &rcc);
+		f->request_sie = starter ? rcc.stale_if_error : -1;
 		int may = !refresh && policy_stale_if_error(&validate->headers,
-		                                            validate->freshness_lifetime, 0);
+		                                            validate->freshness_lifetime, 0,
+		                                            f->request_sie);
 		if ((conditional || may) && entry_attach(validate, &f->validate_rd) == 0) {
 			entry_ref(validate); /* else its body is going: a plain miss */
 			f->validate = validate;

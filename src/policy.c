@@ -170,7 +170,7 @@ void policy_format_date(int64_t t, char out[POLICY_DATE_LEN])
 enum policy_lookup policy_request(const char *method, const struct http_headers *req,
                                   struct policy_want *want)
 {
-	want->max_age = want->min_fresh = want->max_stale = -1;
+	want->max_age = want->min_fresh = want->max_stale = want->stale_if_error = -1;
 	want->only_if_cached = 0;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return POLICY_PASS;
@@ -180,6 +180,7 @@ enum policy_lookup policy_request(const char *method, const struct http_headers 
 	want->min_fresh = cc.min_fresh;
 	want->max_stale = cc.max_stale;
 	want->only_if_cached = cc.only_if_cached;
+	want->stale_if_error = cc.stale_if_error;
 	const char *pragma = headers_get(req, "Pragma");
 	int range = headers_get(req, "Range") != NULL;
 	int pass = (range && strcmp(method, "HEAD") == 0) || cc.no_store;
@@ -280,13 +281,15 @@ static int may_serve_stale(const struct cache_control *cc)
 	return !cc->no_cache && !cc->must_revalidate && !cc->proxy_revalidate && cc->s_maxage < 0;
 }
 
-int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age)
+int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age,
+                          int64_t request_n)
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	if (cc.stale_if_error < 0 || !may_serve_stale(&cc))
+	if ((cc.stale_if_error < 0 && request_n < 0) || !may_serve_stale(&cc))
 		return 0;
-	return age <= lifetime + cc.stale_if_error;
+	return (cc.stale_if_error >= 0 && age <= lifetime + cc.stale_if_error) ||
+	       (request_n >= 0 && age <= lifetime + request_n);
 }
 
 int policy_stale_while_revalidate(const struct http_headers *resp, int64_t lifetime,

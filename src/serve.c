@@ -294,7 +294,8 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			 * that would likely fail the same way (each waiter in
 			 * turn: a herd would wait a timeout apiece) */
 			struct entry *st = cache_lookup_stale(h, &r->headers);
-			if (st && entry_may_stand_in(st, time(NULL)) && entry_attach(st, rd) == 0) {
+			if (st && entry_may_stand_in(st, time(NULL), want->stale_if_error) &&
+			    entry_attach(st, rd) == 0) {
 				entry_ref(st); /* attached here, as V_SWR's */
 				*found = st;
 				v = V_STALE;

@@ -206,8 +206,9 @@ int entry_serialise_head(struct entry *e);
 /* e's current age at `now` (RFC 9111 4.2.3, from its immutable times). */
 int64_t entry_age(const struct entry *e, int64_t now);
 /* May e answer stale at `now` because its origin failed (its
- * stale-if-error, policy_stale_if_error)? */
-int entry_may_stand_in(const struct entry *e, int64_t now);
+ * stale-if-error, or the request's `request_n`, -1 none:
+ * policy_stale_if_error)? */
+int entry_may_stand_in(const struct entry *e, int64_t now, int64_t request_n);
 /* May e answer stale at `now` while it is revalidated in the background
  * (its stale-while-revalidate, policy_stale_while_revalidate)? */
 int entry_may_serve_while_revalidating(const struct entry *e, int64_t now);

@@ -61,6 +61,7 @@ enum policy_lookup {
  * the fetch's answer whatever they say, as forwarding it would.) */
 struct policy_want {
 	int64_t max_age, min_fresh, max_stale;
+	int64_t stale_if_error;   /* the request's (RFC 5861 4): -1 none */
 	int only_if_cached;
 };
 
@@ -105,10 +106,12 @@ int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, i
 
 /* May a stored response with fields `resp`, lifetime and age be served
  * stale because its fetch failed (RFC 5861 stale-if-error=N: while age is
- * at most lifetime + N)? Never with no-cache, must-revalidate,
- * proxy-revalidate or s-maxage, which ask a shared cache to validate first
- * (RFC 9111 4.2.4, 5.2.2.10). */
-int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age);
+ * at most lifetime + N), by its own stale-if-error or by the request's
+ * (`request_n`, -1 none: RFC 5861 4)? Never with no-cache,
+ * must-revalidate, proxy-revalidate or s-maxage, which ask a shared cache
+ * to validate first (RFC 9111 4.2.4, 5.2.2.10). */
+int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age,
+                          int64_t request_n);
 
 /* May a stored response with fields `resp`, lifetime and age be served
  * stale while the cache revalidates it (RFC 5861 stale-while-revalidate=N:

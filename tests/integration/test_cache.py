@@ -995,17 +995,22 @@ def test_a_revalidated_entry_that_may_not_be_stored_still_streams(corral, origin
     assert metric(c, "cache_revalidated_total") == 1
 
 
-@pytest.mark.parametrize("cc, failure, stale_served", [
-    ("max-age=1, stale-if-error=60", "503", True),
-    ("max-age=1, stale-if-error=60", "reset", True),
-    ("max-age=1", "503", False),                                   # not allowed
-    ("max-age=1, stale-if-error=60, must-revalidate", "503", False),
-    ("max-age=1, stale-if-error=60", "404", False),                # not an error
-    ("s-maxage=1, stale-if-error=60", "503", False),               # proxy-revalidate
-], ids=["503", "reset", "no-directive", "must-revalidate", "404", "s-maxage"])
-def test_stale_if_error(corral, origin, cc, failure, stale_served):
+@pytest.mark.parametrize("cc, failure, stale_served, asks", [
+    ("max-age=1, stale-if-error=60", "503", True, None),
+    ("max-age=1, stale-if-error=60", "reset", True, None),
+    ("max-age=1", "503", False, None),                                   # not allowed
+    ("max-age=1, stale-if-error=60, must-revalidate", "503", False, None),
+    ("max-age=1, stale-if-error=60", "404", False, None),                # not an error
+    ("s-maxage=1, stale-if-error=60", "503", False, None),               # proxy-revalidate
+    ("max-age=1", "503", True, "stale-if-error=60"),                     # the request's
+    ("max-age=1", "503", False, "stale-if-error=0"),                     # too short
+    ("max-age=1, must-revalidate", "503", False, "stale-if-error=60"),
+], ids=["503", "reset", "no-directive", "must-revalidate", "404", "s-maxage", "request",
+        "request-too-short", "request-must-revalidate"])
+def test_stale_if_error(corral, origin, cc, failure, stale_served, asks):
     # RFC 5861: a stale stored copy may answer when the origin fails (a 500,
-    # 502, 503 or 504, or no answer), for as long as stale-if-error says
+    # 502, 503 or 504, or no answer), for as long as the response's
+    # stale-if-error says, or the request's (RFC 5861 4)
     fail = o.reset() if failure == "reset" else \
         o.fixed(status=int(failure), reason="Failing", headers=[("Cache-Control", "no-store")],
                 body=b"origin says " + failure.encode())
@@ -1019,7 +1024,7 @@ def test_stale_if_error(corral, origin, cc, failure, stale_served):
     assert get(c, origin, "/sie").body == b"the copy"
     stored_at = int(time.time())
     wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
-    r = get(c, origin, "/sie")
+    r = get(c, origin, "/sie", headers=[("Cache-Control", asks)] if asks else [])
     assert origin.count("/sie") == (3 if failure == "reset" else 2)
     if stale_served:
         assert r.status == 200 and r.body == b"the copy", r

@@ -817,31 +817,46 @@ test_stale_if_error(void)
 	struct http_headers h;
 	headers_init(&h);
 	H(&h, "Cache-Control: max-age=60, stale-if-error=30");
-	CHECK(policy_stale_if_error(&h, 60, 59));
-	CHECK(policy_stale_if_error(&h, 60, 90));        /* lifetime + 30 */
-	CHECK(!policy_stale_if_error(&h, 60, 91));
+	CHECK(policy_stale_if_error(&h, 60, 59, -1));
+	CHECK(policy_stale_if_error(&h, 60, 90, -1));        /* lifetime + 30 */
+	CHECK(!policy_stale_if_error(&h, 60, 91, -1));
 	H(&h, "Cache-Control: max-age=60, stale-if-error=\"30\"");
-	CHECK(policy_stale_if_error(&h, 60, 90));
+	CHECK(policy_stale_if_error(&h, 60, 90, -1));
 	H(&h, "Cache-Control: max-age=60");
-	CHECK(!policy_stale_if_error(&h, 60, 61));      /* no permission */
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));      /* no permission */
 	H(&h, "Cache-Control: max-age=60, stale-if-error=x");
-	CHECK(!policy_stale_if_error(&h, 60, 61));      /* invalid: none */
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));      /* invalid: none */
 	/* what asks for validation first wins (RFC 9111 4.2.4) */
 	H(&h, "Cache-Control: max-age=60, stale-if-error=30, must-revalidate");
-	CHECK(!policy_stale_if_error(&h, 60, 61));
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));
 	H(&h, "Cache-Control: max-age=60, stale-if-error=30", "Cache-Control: proxy-revalidate");
-	CHECK(!policy_stale_if_error(&h, 60, 61));
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));
 	H(&h, "Cache-Control: no-cache, stale-if-error=30");
-	CHECK(!policy_stale_if_error(&h, 0, 1));
+	CHECK(!policy_stale_if_error(&h, 0, 1, -1));
 	H(&h, "Cache-Control: s-maxage=60, stale-if-error=30");
-	CHECK(!policy_stale_if_error(&h, 60, 61));
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));
+
+	/* the request's stale-if-error (RFC 5861 4): its own window, under the
+	 * same rules; either directive may allow */
+	H(&h, "Cache-Control: max-age=60");
+	CHECK(policy_stale_if_error(&h, 60, 90, 30));
+	CHECK(!policy_stale_if_error(&h, 60, 91, 30));
+	CHECK(policy_stale_if_error(&h, 60, 60, 0));
+	CHECK(!policy_stale_if_error(&h, 60, 61, 0));
+	H(&h, "Cache-Control: max-age=60, stale-if-error=10");
+	CHECK(policy_stale_if_error(&h, 60, 90, 30));   /* the request's is longer */
+	CHECK(policy_stale_if_error(&h, 60, 70, 0));    /* the response's is */
+	H(&h, "Cache-Control: max-age=60, must-revalidate");
+	CHECK(!policy_stale_if_error(&h, 60, 61, 30));
+	H(&h, "Cache-Control: s-maxage=60");
+	CHECK(!policy_stale_if_error(&h, 60, 61, 30));
 
 	/* stale-while-revalidate, by the same rules, and each its own */
 	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=30");
 	CHECK(policy_stale_while_revalidate(&h, 60, 61));
 	CHECK(policy_stale_while_revalidate(&h, 60, 90));
 	CHECK(!policy_stale_while_revalidate(&h, 60, 91));
-	CHECK(!policy_stale_if_error(&h, 60, 61));
+	CHECK(!policy_stale_if_error(&h, 60, 61, -1));
 	H(&h, "Cache-Control: max-age=60, stale-if-error=30");
 	CHECK(!policy_stale_while_revalidate(&h, 60, 61));
 	H(&h, "Cache-Control: max-age=60, stale-while-revalidate=\"30\"");
