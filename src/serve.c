@@ -352,7 +352,7 @@ static void lift_hfm_if_storable(struct exchange *x, int status,
 }
 
 static void serve_stored(struct exchange *x, struct entry *e, struct entry_reader *rd,
-                         const char *result, const char *cache_status);
+                         const char *result, const char *cache_status, int range);
 
 /* Answer x with a 304 for stored entry e, detaching rd, when its
  * If-None-Match / If-Modified-Since say the client's copy is current.
@@ -404,7 +404,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		log_info("%s: answered with the stored copy, stale (stale-if-error): %s",
 		         x->req.url, out.why);
 		stats_inc(STAT_cache_stale_if_error_total);
-		serve_stored(x, out.stale, rd, "TCP_REFRESH_FAIL_OLD", cs);
+		serve_stored(x, out.stale, rd, "TCP_REFRESH_FAIL_OLD", cs, 0);
 		x->hierarchy = "HIER_DIRECT"; /* it did go to the origin */
 		entry_unref(&out.stale);
 		return;
@@ -431,15 +431,16 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 }
 
 /* A stored entry found (hit) or handed over (coalesced): nothing went
- * upstream for this request. */
+ * upstream for this request. Its preconditions first; then, with `range`
+ * (serve_range), its Range (range.h), else the whole response. */
 static void serve_stored(struct exchange *x, struct entry *e, struct entry_reader *rd,
-                         const char *result, const char *cache_status)
+                         const char *result, const char *cache_status, int range)
 {
 	x->result = result;
 	x->hierarchy = "HIER_NONE";
 	if (not_modified(x, e, rd, cache_status))
 		x->result = "TCP_IMS_HIT"; /* the client's copy is current: Squid's name */
-	else
+	else if (!range || range_reply(x, e, rd, cache_status) != 0)
 		deliver(x, e, rd, cache_status, 0);
 	x->upstream[0] = '\0';
 }
@@ -483,14 +484,7 @@ static void serve_range(struct exchange *x, struct keyhead *h, const struct poli
 		return;
 	}
 	stats_inc(STAT_cache_hits_total);
-	const char *status = hit_status(e, want);
-	x->result = "TCP_MEM_HIT";
-	x->hierarchy = "HIER_NONE";
-	if (not_modified(x, e, &rd, status))
-		x->result = "TCP_IMS_HIT";
-	else if (range_reply(x, e, &rd, status) != 0)
-		deliver(x, e, &rd, status, 0);
-	x->upstream[0] = '\0';
+	serve_stored(x, e, &rd, "TCP_MEM_HIT", hit_status(e, want), 1);
 	cache_head_put(h, e);
 	entry_unref(&e);
 }
@@ -537,12 +531,12 @@ void cache_serve(struct exchange *x)
 	switch (decide(x, h, &rd, &e, &hs, &want, use == POLICY_ONLY_STORED, refresh, &validate)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
-		serve_stored(x, e, &rd, "TCP_MEM_HIT", hit_status(e, &want));
+		serve_stored(x, e, &rd, "TCP_MEM_HIT", hit_status(e, &want), 0);
 		used = e;
 		break;
 	case V_COALESCED:
 		stats_inc(STAT_cache_coalesced_total);
-		serve_stored(x, e, &rd, "TCP_CF_HIT", collapsed_status(e));
+		serve_stored(x, e, &rd, "TCP_CF_HIT", collapsed_status(e), 0);
 		used = e;
 		break;
 	case V_HERD:
@@ -578,7 +572,8 @@ void cache_serve(struct exchange *x)
 		/* the stored copy, stale, as its stale-if-error allows a waiter
 		 * whose fetch failed (Squid's TCP_REFRESH_FAIL_OLD) */
 		stats_inc(STAT_cache_stale_if_error_total);
-		serve_stored(x, e, &rd, "TCP_REFRESH_FAIL_OLD", "corral; hit; detail=stale-if-error");
+		serve_stored(x, e, &rd, "TCP_REFRESH_FAIL_OLD",
+		             "corral; hit; detail=stale-if-error", 0);
 		break;
 	case V_SWR:
 		/* the stored copy, stale, as its stale-while-revalidate allows
@@ -586,7 +581,8 @@ void cache_serve(struct exchange *x)
 		stats_inc(STAT_cache_stale_while_revalidate_total);
 		if (validate) /* the revalidation, which nobody waits for */
 			fetch_start(x, h, NULL, NULL, validate, 0);
-		serve_stored(x, e, &rd, "TCP_MEM_HIT", "corral; hit; detail=stale-while-revalidate");
+		serve_stored(x, e, &rd, "TCP_MEM_HIT",
+		             "corral; hit; detail=stale-while-revalidate", 0);
 		used = e;
 		break;
 	}
