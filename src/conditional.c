@@ -7,6 +7,7 @@
  * are scanned quote to quote, not split on commas.
  */
 #include "corral/conditional.h"
+#include "corral/deliver.h"
 #include "corral/entry.h"
 #include "corral/exchange.h"
 #include "corral/policy.h"
@@ -117,10 +118,7 @@ void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader 
 	static const char *const kept[] = { "Cache-Control", "Content-Location", "Date", "ETag",
 	                                    "Expires", "Last-Modified", "Vary" };
 	entry_detach(e, r);
-	x->cache_status = cache_status;
-	struct strbuf up = strbuf_on_cstr(x->upstream, sizeof x->upstream);
-	strbuf_str(&up, e->upstream); /* for the log, as deliver's are */
-	strbuf_cstr(&up);
+	deliver_log_fields(x, e, cache_status);
 	char head[4096 + EXCHANGE_HEAD_END_MAX];
 	struct strbuf b = strbuf_on(head, sizeof head - EXCHANGE_HEAD_END_MAX);
 	strbuf_str(&b, "HTTP/1.1 304 Not Modified\r\n");
@@ -149,7 +147,7 @@ void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader 
 	x->via_http10 = e->http10;
 	n += exchange_head_end(x, head + n, 0);
 	x->status = 304;
-	exchange_set_mime(x, NULL);
+	exchange_set_mime(x, NULL); /* no body */
 	if (exchange_write(x, head, n) < 0)
 		x->close_after = 1;
 }

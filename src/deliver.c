@@ -64,8 +64,7 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 	return n + exchange_head_end(x, buf + n, *chunked);
 }
 
-/* x's log fields for a response from e. */
-static void log_fields(struct exchange *x, struct entry *e, const char *cache_status)
+void deliver_log_fields(struct exchange *x, const struct entry *e, const char *cache_status)
 {
 	x->cache_status = cache_status;
 	struct strbuf b = strbuf_on_cstr(x->upstream, sizeof x->upstream);
@@ -81,7 +80,7 @@ static void prepare(struct exchange *x, struct entry *e, const char *cache_statu
 {
 	/* d->tail: Age (<= 20 digits), Cache-Status (< 100: serve.c's
 	 * strings), a Content-Length (<= 20 digits) and their names fit in 256 */
-	log_fields(x, e, cache_status);
+	deliver_log_fields(x, e, cache_status);
 	d->tail_len = head_tail(x, e, cache_status, own_fetch, d->tail,
 	                        sizeof d->tail - EXCHANGE_HEAD_END_MAX, &d->chunked,
 	                        &d->no_body, &d->st);
@@ -341,7 +340,7 @@ void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
 	struct iovec v[2];
 	if (d->herd) {
 		/* what deliver_herd_sent left for x's own thread */
-		log_fields(x, e, d->cache_status);
+		deliver_log_fields(x, e, d->cache_status);
 		x->close_after = d->close_after;
 		x->bytes_out += d->head_sent;
 	}

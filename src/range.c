@@ -9,6 +9,7 @@
  * Cache-Status and Content-Length.
  */
 #include "corral/range.h"
+#include "corral/deliver.h"
 #include "corral/policy.h"
 #include "corral/strbuf.h"
 
@@ -197,18 +198,13 @@ int range_reply(struct exchange *x, struct entry *e, struct entry_reader *r,
 		kind = range_parse(value, length, &first, &last);
 	if (kind == RANGE_WHOLE)
 		return 1;
-	/* the log's fields, as deliver's */
-	x->cache_status = cache_status;
-	struct strbuf up = strbuf_on_cstr(x->upstream, sizeof x->upstream);
-	strbuf_str(&up, e->upstream);
-	strbuf_cstr(&up);
+	deliver_log_fields(x, e, cache_status);
 	if (kind == RANGE_UNSATISFIABLE) {
 		entry_detach(e, r);
 		unsatisfiable(x, length, cache_status);
 		return 0;
 	}
 	x->status = 206;
-	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	if (partial(x, e, r, first, last, length, cache_status) < 0)
 		x->close_after = 1;
 	entry_detach(e, r);
