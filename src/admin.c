@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -66,10 +66,26 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 	evbuffer_free(b);
 }
 
+/* The URL in /purge's query: everything after "url=" (the last
+ * parameter, so that the URL's own query stays whole), as written when it
+ * has "://" (the cache's key is the URL as clients send it: a '+' or a
+ * %XX in it is part of it), else percent-decoded once. NULL when absent;
+ * free() it. */
+static char *purge_target(const char *query)
+{
+	const char *v = strncmp(query, "url=", 4) == 0 ? query : strstr(query, "&url=");
+	if (v == NULL)
+		return NULL;
+	v += v[0] == '&' ? 5 : 4;
+	return strstr(v, "://") ? strdup(v) : evhttp_uridecode(v, 0, NULL);
+}
+
 /* POST /purge?url=URL: every stored response for URL (its variants, and a
  * hit-for-miss marker) out of the cache, as Squid's PURGE. 200 with how
  * many, 404 when none was stored. Runs on the main loop: cache_invalidate
- * holds the table's lock for one bucket walk. */
+ * holds the table's lock for one bucket walk. A request with an Origin
+ * header (a browser's, from some web page: a POST needs no preflight) is
+ * refused. */
 static void on_purge(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
@@ -78,19 +94,18 @@ static void on_purge(struct evhttp_request *req, void *arg)
 		reply(req, 405, "Method Not Allowed", "%s", "use POST /purge?url=URL\n");
 		return;
 	}
-	struct evkeyvalq q;
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query == NULL || evhttp_parse_query_str(query, &q) != 0) {
-		reply(req, 400, "Bad Request", "%s", "use POST /purge?url=URL\n");
+	if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin")) {
+		reply(req, 403, "Forbidden", "%s", "a purge from a web page is refused\n");
 		return;
 	}
-	const char *target = evhttp_find_header(&q, "url");
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	char *target = query ? purge_target(query) : NULL;
 	struct url u;
 	char key[8192];
 	if (target == NULL || url_parse(target, &u) < 0 || url_normalise(&u, key, sizeof key) < 0) {
 		reply(req, 400, "Bad Request", "%s",
-		      "url= must be an absolute http:// or https:// URL\n");
-		evhttp_clear_headers(&q);
+		      "use POST /purge?url=URL, URL an absolute http:// or https:// URL\n");
+		free(target);
 		return;
 	}
 	int n = cache_invalidate(key);
@@ -102,7 +117,7 @@ static void on_purge(struct evhttp_request *req, void *arg)
 		reply(req, 200, "OK", "purged %s stored response(s)\n", msg);
 	else
 		reply(req, 404, "Not Found", "%s", "nothing stored for that URL\n");
-	evhttp_clear_headers(&q);
+	free(target);
 }
 
 static void on_status(struct evhttp_request *req, void *arg)
@@ -124,6 +139,10 @@ int admin_start(struct event_base *base, const struct config *c)
 	if (http == NULL)
 		return -1;
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	/* nothing here takes a body: evhttp would buffer any size on this
+	 * thread (it answers 413 past these) */
+	evhttp_set_max_body_size(http, 1024);
+	evhttp_set_max_headers_size(http, 16384);
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	evhttp_set_cb(http, "/status", on_status, NULL);
 	evhttp_set_cb(http, "/purge", on_purge, NULL);

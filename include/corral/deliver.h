@@ -103,14 +103,14 @@ void deliver_herd_sent(struct herd_heads *hh, int index, ssize_t sent, struct de
  * release instead of racing the body to park (a herd's waiters that woke
  * after the first pieces wrote them themselves, a thousand threads at
  * once: herds 200-450 ms late). */
-/* x's access log fields for a response from e: Cache-Status, the upstream
- * address, the media type and e's status (a 304 or a 206 sets its own
- * after). */
-void deliver_log_fields(struct exchange *x, const struct entry *e, const char *cache_status);
-
 void deliver_park_now(int fd, struct entry *e, struct entry_reader *r, struct delivery *d,
                       struct parked_reader *pr);
 void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
                   struct delivery *d, struct parked_reader *pr);
+
+/* x's access log fields for a response from e: Cache-Status, the upstream
+ * address, the media type and e's status (a 304 or a 206 sets its own
+ * after). */
+void deliver_log_fields(struct exchange *x, const struct entry *e, const char *cache_status);
 
 #endif

@@ -379,11 +379,11 @@ class Corral:
                         timeout=timeout, what="%d access log line(s) in %s"
                         % (n, self.access_log_path))
 
-    def admin(self, method, path):
+    def admin(self, method, path, headers=None, body=None):
         """One request to the admin listener: (status, body text)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=TIMEOUT)
         try:
-            conn.request(method, path)
+            conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
         finally:

@@ -1620,6 +1620,27 @@ def test_purge_on_the_admin_listener_takes_a_url_out_of_the_cache(corral, origin
         assert status == want, (method, path, status, body)
     assert metric(c, "cache_purged_total") == 2
     assert is_hit(status_of(get(c, origin, "/pg", headers=[("Accept", "text/a")])))
+    # a purge from a web page (a browser sends Origin) is refused; a body is
+    # not read past 1 KiB
+    status, body = c.admin("POST", "/purge?url=" + quote(url, safe=""),
+                           headers={"Origin": "http://evil.example"})
+    assert status == 403, (status, body)
+    status, body = c.admin("POST", "/purge?url=" + quote(url, safe=""), body=b"x" * 100000)
+    assert status == 413, (status, body)
+    assert is_hit(status_of(get(c, origin, "/pg", headers=[("Accept", "text/a")])))
+
+
+@pytest.mark.parametrize("path", ["/c++.tgz", "/a%20b", "/q?a=1&b=2"])
+def test_purge_takes_the_url_as_written(corral, origin, path):
+    # The key is the URL as clients send it: url= written plainly (the last
+    # parameter) is taken as it is, '+', %XX and its own query included
+    origin.route(path.split("?")[0], o.fixed(headers=CACHEABLE, body=b"written"))
+    c = corral()
+    assert get(c, origin, path).body == b"written"
+    assert is_hit(status_of(get(c, origin, path)))
+    status, body = c.admin("POST", "/purge?url=%s%s" % (origin.url, path))
+    assert status == 200 and "purged 1" in body, (status, body)
+    assert is_stored_miss(status_of(get(c, origin, path)))
 
 
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
