@@ -277,6 +277,8 @@ struct entry *cache_lookup_stale(struct keyhead *h, const struct http_headers *r
 /* Does stored variant `old` answer the same requests as `e`? */
 static int same_variant(const struct entry *old, const struct entry *e)
 {
+	if (e->hfm_error && !old->hfm)
+		return 0; /* an error marker keeps the copies a stale-if-error may want */
 	if (old->hfm || e->hfm)
 		return 1;
 	const char *v1 = old->vary, *v2 = e->vary;
@@ -339,6 +341,8 @@ void cache_publish(struct keyhead *h, struct entry *e, const char *not_stored,
 		marker = entry_new();
 		if (marker) {
 			marker->hfm = 1;
+			marker->hfm_error = e->status == 500 || e->status == 502 ||
+			                    e->status == 503 || e->status == 504;
 			marker->request_time = marker->response_time = e->response_time;
 			marker->date_value = marker->age_value = -1;
 			marker->freshness_lifetime = HFM_TTL_S;

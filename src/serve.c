@@ -165,6 +165,21 @@ void serve_herd_heads(struct keyhead *h, struct entry *e, struct herd_waiter *cl
 	free(at);
 }
 
+/* The stored variant of h for r, stale, that may answer now because the
+ * origin fails (its stale-if-error, or the request's: RFC 5861), with rd
+ * attached (under the head's lock, while it is stored: a revalidation that
+ * publishes later would make it transit) and a reference taken; or NULL. */
+static struct entry *stand_in(struct keyhead *h, const struct request *r,
+                              const struct policy_want *want, struct entry_reader *rd)
+{
+	struct entry *st = cache_lookup_stale(h, &r->headers);
+	if (st == NULL || !entry_may_stand_in(st, time(NULL), want->stale_if_error) ||
+	    entry_attach(st, rd) != 0)
+		return NULL;
+	entry_ref(st);
+	return st;
+}
+
 /* Steps 2 and 3: decide under the head's lock. On V_HIT, V_COALESCED,
  * V_STALE and V_SWR, *found is a referenced entry with `rd` attached; on V_HERD one with
  * (*slot)->rd attached and its head sent by the fetch; on V_FETCH the key
@@ -213,6 +228,14 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 		if (e && e == stale)
 			e = NULL; /* a reload: a fetch under way, or our own */
 		if (e && e->hfm) {
+			/* the origin answered 5xx lately (an error marker left
+			 * the stale copies in place): one that may stand in
+			 * answers, as after a failed fetch */
+			if (e->hfm_error && !is_head && !refresh &&
+			    (*found = stand_in(h, r, want, rd)) != NULL) {
+				v = V_STALE;
+				break;
+			}
 			v = only_stored ? V_NOT_STORED : is_head ? V_PASS_HEAD : V_PASS_HFM;
 			break;
 		}
@@ -288,19 +311,14 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			}
 			continue;
 		}
-		if (waited && h->failures != failures_before && !is_head && !refresh) {
+		if (waited && h->failures != failures_before && !is_head && !refresh &&
+		    (*found = stand_in(h, r, want, rd)) != NULL) {
 			/* the fetch it waited for failed: a stale copy that may
 			 * stand in answers now, rather than a fetch of its own
 			 * that would likely fail the same way (each waiter in
 			 * turn: a herd would wait a timeout apiece) */
-			struct entry *st = cache_lookup_stale(h, &r->headers);
-			if (st && entry_may_stand_in(st, time(NULL), want->stale_if_error) &&
-			    entry_attach(st, rd) == 0) {
-				entry_ref(st); /* attached here, as V_SWR's */
-				*found = st;
-				v = V_STALE;
-				break;
-			}
+			v = V_STALE;
+			break;
 		}
 		if (only_stored) {
 			v = V_NOT_STORED; /* no fetch for it: only-if-cached */

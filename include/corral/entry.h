@@ -109,6 +109,9 @@ struct entry {
 	int64_t date_value, age_value;
 	int64_t freshness_lifetime;    /* seconds */
 	int hfm;                       /* a hit-for-miss marker: no response */
+	int hfm_error;                 /* ... put in by an origin's 500, 502, 503
+	                                  or 504: it leaves the stored variants in
+	                                  place, for stale-if-error (serve.c) */
 	int revalidated;               /* made of a stored response a 304 confirmed */
 	char upstream[64];
 

@@ -1141,6 +1141,28 @@ def test_stale_while_revalidate_not_allowed_waits_for_the_origin(corral, origin,
     assert metric(c, "cache_stale_while_revalidate_total") == 0
 
 
+def test_a_passed_on_5xx_leaves_the_stale_copy_for_stale_if_error(corral, origin):
+    # A request with no stale-if-error gets the origin's 503 as it came; the
+    # hit-for-miss marker that answer puts in leaves the stale copy in place,
+    # so a request whose own stale-if-error allows it gets that copy (RFC
+    # 5861 4) while the origin keeps failing, and one without still passes.
+    origin.route("/sie2", o.sequence(
+        o.fixed(headers=[("Cache-Control", "max-age=1")], body=b"the copy"),
+        o.fixed(status=503, reason="Down", body=b"down")))
+    c = corral()
+    assert get(c, origin, "/sie2").body == b"the copy"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    assert get(c, origin, "/sie2").status == 503
+    r = get(c, origin, "/sie2", headers=[("Cache-Control", "stale-if-error=60")])
+    assert r.status == 200 and r.body == b"the copy", r
+    assert status_of(r).get("detail") == "stale-if-error", r.headers
+    assert metric(c, "cache_stale_if_error_total") == 1
+    r = get(c, origin, "/sie2")
+    assert r.status == 503 and status_of(r).get("detail") == "uncacheable", r
+    assert origin.count("/sie2") == 3
+
+
 def test_stale_if_error_is_decided_when_the_error_comes(corral, origin):
     # The copy may stand in when its fetch starts (age 2 <= 1 + 2), not when
     # the origin's 503 comes (age 5): the 503 goes through as it is, not a
