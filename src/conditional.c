@@ -144,7 +144,6 @@ void conditional_reply(struct exchange *x, struct entry *e, struct entry_reader 
 		return;
 	}
 	size_t n = strbuf_len(&b);
-	x->via_http10 = e->http10;
 	n += exchange_head_end(x, head + n, 0);
 	x->status = 304;
 	exchange_set_mime(x, NULL); /* no body */

@@ -34,7 +34,6 @@ static size_t head_tail(struct exchange *x, struct entry *e, const char *cache_s
 {
 	const struct request *r = &x->req;
 	uint64_t have = entry_bytes(e, state);
-	x->via_http10 = e->http10;
 	int64_t age = entry_age(e, time(NULL));
 	struct strbuf b = strbuf_on(buf, len);
 
@@ -72,6 +71,7 @@ void deliver_log_fields(struct exchange *x, const struct entry *e, const char *c
 	strbuf_cstr(&b);
 	exchange_set_mime(x, headers_get(&e->headers, "Content-Type"));
 	x->status = e->status;
+	x->via_http10 = e->http10;
 }
 
 /* x's log fields and d: the head for e. */

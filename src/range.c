@@ -151,7 +151,6 @@ static int partial(struct exchange *x, struct entry *e, struct entry_reader *r, 
 	strbuf_u64(&b, last - first + 1, 0, ' ');
 	strbuf_str(&b, "\r\n");
 	size_t n = strbuf_len(&b); /* (serve.c's statuses: it fits) */
-	x->via_http10 = e->http10;
 	n += exchange_head_end(x, tail + n, 0);
 	struct iovec head[3] = {
 		{ status_line, sizeof status_line - 1 },

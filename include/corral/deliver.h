@@ -110,7 +110,7 @@ void deliver_rest(struct exchange *x, struct entry *e, struct entry_reader *r,
 
 /* x's access log fields for a response from e: Cache-Status, the upstream
  * address, the media type and e's status (a 304 or a 206 sets its own
- * after). */
+ * after); and the protocol its Via names (exchange.via_http10). */
 void deliver_log_fields(struct exchange *x, const struct entry *e, const char *cache_status);
 
 #endif
