@@ -281,15 +281,20 @@ static int may_serve_stale(const struct cache_control *cc)
 	return !cc->no_cache && !cc->must_revalidate && !cc->proxy_revalidate && cc->s_maxage < 0;
 }
 
+/* Is a response of this lifetime and age stale by at most n seconds (n
+ * from a directive: -1, absent, allows nothing)? */
+static int stale_within(int64_t lifetime, int64_t age, int64_t n)
+{
+	return n >= 0 && age - lifetime <= n;
+}
+
 int policy_stale_if_error(const struct http_headers *resp, int64_t lifetime, int64_t age,
                           int64_t request_n)
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	if ((cc.stale_if_error < 0 && request_n < 0) || !may_serve_stale(&cc))
-		return 0;
-	return (cc.stale_if_error >= 0 && age <= lifetime + cc.stale_if_error) ||
-	       (request_n >= 0 && age <= lifetime + request_n);
+	return may_serve_stale(&cc) && (stale_within(lifetime, age, cc.stale_if_error) ||
+	                                stale_within(lifetime, age, request_n));
 }
 
 int policy_stale_while_revalidate(const struct http_headers *resp, int64_t lifetime,
@@ -297,9 +302,7 @@ int policy_stale_while_revalidate(const struct http_headers *resp, int64_t lifet
 {
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	if (cc.stale_while_revalidate < 0 || !may_serve_stale(&cc))
-		return 0;
-	return age <= lifetime + cc.stale_while_revalidate;
+	return may_serve_stale(&cc) && stale_within(lifetime, age, cc.stale_while_revalidate);
 }
 
 int policy_acceptable(const struct policy_want *want, const struct http_headers *resp,
@@ -317,7 +320,7 @@ int policy_acceptable(const struct policy_want *want, const struct http_headers 
 		return fresh;
 	struct cache_control cc;
 	policy_parse_cache_control(resp, &cc);
-	return may_serve_stale(&cc) && age - lifetime <= want->max_stale;
+	return may_serve_stale(&cc) && stale_within(lifetime, age, want->max_stale);
 }
 
 int policy_stale_on_arrival(const struct http_headers *resp, int64_t lifetime, int64_t now)
