@@ -20,8 +20,7 @@
 
 static struct evhttp *http;
 
-static void reply(struct evhttp_request *req, int code, const char *reason, const char *fmt,
-                  const char *arg);
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *text);
 
 /* /metrics and /status are read with GET or HEAD only (POST is /purge's) */
 static int read_only(struct evhttp_request *req)
@@ -29,7 +28,7 @@ static int read_only(struct evhttp_request *req)
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		return 1;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-	reply(req, 405, "Method Not Allowed", "%s", "GET or HEAD\n");
+	reply(req, 405, "Method Not Allowed", "GET or HEAD\n");
 	return 0;
 }
 
@@ -56,11 +55,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 }
 
 /* A plain-text answer. */
-static void reply(struct evhttp_request *req, int code, const char *reason, const char *fmt,
-                  const char *arg)
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *text)
 {
 	struct evbuffer *b = evbuffer_new();
-	evbuffer_add_printf(b, fmt, arg);
+	evbuffer_add(b, text, strlen(text));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
 	evhttp_send_reply(req, code, reason, b);
 	evbuffer_free(b);
@@ -91,11 +89,11 @@ static void on_purge(struct evhttp_request *req, void *arg)
 	(void)arg;
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-		reply(req, 405, "Method Not Allowed", "%s", "use POST /purge?url=URL\n");
+		reply(req, 405, "Method Not Allowed", "use POST /purge?url=URL\n");
 		return;
 	}
 	if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin")) {
-		reply(req, 403, "Forbidden", "%s", "a purge from a web page is refused\n");
+		reply(req, 403, "Forbidden", "a purge from a web page is refused\n");
 		return;
 	}
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -103,7 +101,7 @@ static void on_purge(struct evhttp_request *req, void *arg)
 	struct url u;
 	char key[8192];
 	if (target == NULL || url_parse(target, &u) < 0 || url_normalise(&u, key, sizeof key) < 0) {
-		reply(req, 400, "Bad Request", "%s",
+		reply(req, 400, "Bad Request",
 		      "use POST /purge?url=URL, URL an absolute http:// or https:// URL\n");
 		free(target);
 		return;
@@ -112,11 +110,11 @@ static void on_purge(struct evhttp_request *req, void *arg)
 	stats_add(STAT_cache_purged_total, n);
 	log_info("purge %s: %d stored response(s)", key, n);
 	char msg[64];
-	snprintf(msg, sizeof msg, "%d", n);
+	snprintf(msg, sizeof msg, "purged %d stored response(s)\n", n);
 	if (n > 0)
-		reply(req, 200, "OK", "purged %s stored response(s)\n", msg);
+		reply(req, 200, "OK", msg);
 	else
-		reply(req, 404, "Not Found", "%s", "nothing stored for that URL\n");
+		reply(req, 404, "Not Found", "nothing stored for that URL\n");
 	free(target);
 }
 
