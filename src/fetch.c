@@ -443,7 +443,8 @@ static void fetch_job(void *arg)
 }
 
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out, struct entry *validate, int refresh)
+                struct fetch_outcome *out, struct entry *validate, int refresh,
+                int64_t request_sie)
 {
 	const struct request *r = &x->req;
 	struct fetch *f = calloc(1, sizeof *f);
@@ -458,15 +459,12 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	f->port = x->url.port;
 	f->starter = starter;
 	f->out = out ? out : &f->own_out;
-	f->request_sie = -1;
+	f->request_sie = starter ? request_sie : -1;
 	if (validate) {
 		int conditional = headers_get(&validate->headers, "ETag") ||
 		                  headers_get(&validate->headers, "Last-Modified");
 		/* a reload never gets the copy it came to replace; the age
 		 * is checked again when the fetch fails (can_stand_in) */
-		struct cache_control rcc;
-		policy_parse_cache_control(&r->headers, &rcc);
-		f->request_sie = starter ? rcc.stale_if_error : -1;
 		int may = !refresh && policy_stale_if_error(&validate->headers,
 		                                            validate->freshness_lifetime, 0,
 		                                            f->request_sie);

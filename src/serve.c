@@ -390,7 +390,7 @@ static int not_modified(struct exchange *x, struct entry *e, struct entry_reader
  * fetch has the upstream timeouts), then read the entry like everyone. */
 static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
                         struct entry **found, struct entry **used, int refresh,
-                        struct entry *validate)
+                        struct entry *validate, const struct policy_want *want)
 {
 	struct fetch_outcome out = { .done = 0 };
 	/* a stored copy still fresh that the request's max-age / min-fresh
@@ -398,7 +398,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	int refused_fresh = validate && policy_fresh(validate->freshness_lifetime,
 	                                             entry_age(validate, time(NULL)));
 	exchange_will_block();
-	fetch_start(x, h, rd, &out, validate, refresh);
+	fetch_start(x, h, rd, &out, validate, refresh, want->stale_if_error);
 	pthread_mutex_lock(&h->lock);
 	while (!out.done)
 		pthread_cond_wait(&h->changed, &h->lock);
@@ -567,7 +567,7 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_FETCH:
 		stats_inc(STAT_cache_misses_total);
-		serve_fetch(x, h, &rd, &e, &used, refresh, validate);
+		serve_fetch(x, h, &rd, &e, &used, refresh, validate, &want);
 		break;
 	case V_PASS_HFM:
 		/* straight upstream, in parallel with the others; a storable
@@ -598,7 +598,7 @@ void cache_serve(struct exchange *x)
 		 * while it is revalidated */
 		stats_inc(STAT_cache_stale_while_revalidate_total);
 		if (validate) /* the revalidation, which nobody waits for */
-			fetch_start(x, h, NULL, NULL, validate, 0);
+			fetch_start(x, h, NULL, NULL, validate, 0, -1);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT",
 		             "corral; hit; detail=stale-while-revalidate", 0);
 		used = e;

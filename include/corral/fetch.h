@@ -19,7 +19,8 @@ struct exchange;
  * (the fetch then takes its own reference), the request carries
  * If-None-Match / If-Modified-Since from it. Unless `refresh` (a reload), it
  * may stand in when the fetch fails: no answer, or an origin's 500, 502, 503
- * or 504 at a moment its stale-if-error still allows (RFC 5861). Then
+ * or 504 at a moment its stale-if-error, or the starter's (`request_sie`,
+ * the request's own directive, -1 none: RFC 5861 4), still allows. Then
  * out->stale is it, with `starter` attached to it, and the failure counts
  * as one (cache_fail); else the 5xx is a response like any other.
  * A 304 makes a new entry of that variant's head updated with the 304's
@@ -35,6 +36,7 @@ struct exchange;
  * background fetch (stale-while-revalidate, serve.c): nobody waits for it,
  * and its outcome is its own. */
 int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *starter,
-                struct fetch_outcome *out, struct entry *validate, int refresh);
+                struct fetch_outcome *out, struct entry *validate, int refresh,
+                int64_t request_sie);
 
 #endif
