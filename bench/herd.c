@@ -87,6 +87,12 @@ static char scratch[1 << 18];
  * which cost the sender's CPU ~50 ms and the last byte tens of ms; with
  * 64 KiB, about as much as an ordinary client reads at once, they do not. */
 #define FRAMING_READ (64 * 1024)
+/* A head is read HEAD_READ at a time (after its first byte); the body after
+ * it is then discarded with MSG_TRUNC like the rest. A head read used to
+ * take all of `scratch`, copying up to 256 KiB of whatever body had come
+ * with the head, so the client's cost (and how late it read the last heads
+ * of a herd) depended on how closely a server's body followed its heads. */
+#define HEAD_READ 4096
 static const char *fail_reason[16];
 static int64_t rt_minus_mono;   /* CLOCK_REALTIME - CLOCK_MONOTONIC, for kernel timestamps */
 static long long kernel_stamps;
@@ -376,7 +382,8 @@ static void on_readable(struct conn *c)
 			 * the sender a fifth more CPU on loopback) */
 			int framing = c->st == C_CHUNK_SIZE || c->st == C_CHUNK_CRLF ||
 			              c->st == C_TRAILER;
-			iov.iov_len = !c->got_first ? 1 : framing ? FRAMING_READ : sizeof scratch;
+			iov.iov_len = !c->got_first ? 1 : framing ? FRAMING_READ :
+			              c->st == C_HEAD ? HEAD_READ : sizeof scratch;
 		}
 		r = recvmsg(c->fd, &msg, flags);
 		if (r > 0) {
