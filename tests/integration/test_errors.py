@@ -391,6 +391,51 @@ def test_origin_heads_that_cannot_be_passed_on_get_502(corral, origin, case, pas
     assert_serves(c, origin)
 
 
+# RFC 9112 4: status-code is 3DIGIT; RFC 9110 15: values outside 100..599
+# are invalid. corral reads the status from the line itself, so what libcurl
+# lets through must not reach a client as "HTTP/1.1 2000" or "HTTP/1.1 0".
+BAD_STATUS_LINES = {
+    "four-digits": b"HTTP/1.1 2000 OK",
+    "two-digits": b"HTTP/1.1 20 OK",
+    "below-100": b"HTTP/1.1 099 Odd",
+    "above-599": b"HTTP/1.1 600 Odd",
+    "letters": b"HTTP/1.1 abc OK",
+}
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+@pytest.mark.parametrize("case", sorted(BAD_STATUS_LINES))
+def test_origin_status_lines_without_a_valid_code_get_502(corral, origin, case, passed):
+    def handler(req, w):
+        w.send(BAD_STATUS_LINES[case] + b"\r\nCache-Control: max-age=60\r\n"
+               b"Content-Length: 2\r\n\r\nhi")
+        w.close()
+    origin.route("/status", handler)
+    c = corral()
+    headers = [("Connection", "close")] + ([("Cache-Control", "no-store")] if passed else [])
+    r = raw_request(c.port, request(origin, "/status", headers=headers))
+    assert_error(r, 502, "status")  # libcurl's refusal, or corral's "no valid status code"
+    assert origin.count("/status") == 1
+    assert_serves(c, origin)
+
+
+@pytest.mark.parametrize("line, status, reason", [
+    (b"HTTP/1.1 200", 200, "OK"),             # no reason, no space: RFC 9112 4 allows it
+    (b"HTTP/1.1 299 Custom", 299, "Custom"),  # unknown codes pass as they are
+    (b"HTTP/1.0 404 ", 404, "Not Found"),
+    (b"HTTP/1.1 200OK", 200, "OK"),           # no SP after the code: libcurl reads 200 too
+])
+def test_origin_status_lines_that_pass(corral, origin, line, status, reason):
+    def handler(req, w):
+        w.send(line + b"\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nhi")
+        w.close()
+    origin.route("/ok-status", handler)
+    c = corral()
+    r = raw_request(c.port, request(origin, "/ok-status", headers=[("Connection", "close")]))
+    assert (r.status, r.reason) == (status, reason), r
+    assert r.body == b"hi"
+
+
 @pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
 def test_control_characters_in_origin_fields_become_spaces(corral, origin, passed):
     # RFC 9112 2.2: a bare CR is invalid or a space; a client that ends lines
