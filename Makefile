@@ -7,8 +7,10 @@
 #   make check        one pass of the tests with the current SANITIZE (no deps step)
 #   make install      PREFIX=/usr/local DESTDIR= : binary, /etc/corral/corral.ini, systemd unit
 #   make bench        benchmarks (see bench/README.md)
+#   make fuzz         FUZZ_SECONDS=60 per target with clang's libFuzzer (see fuzz/README.md)
 #
-# SANITIZE=address,undefined or SANITIZE=thread builds into build-asan/ or build-tsan/.
+# SANITIZE=address,undefined or SANITIZE=thread builds into build-asan/ or build-tsan/;
+# make fuzz builds into build-fuzz/.
 
 SHELL       := /bin/bash
 CC          ?= cc
@@ -28,6 +30,9 @@ ifeq ($(SANITIZE),)
 else ifeq ($(SANITIZE),thread)
   BUILD := build-tsan
   SANFLAGS := -fsanitize=thread
+else ifneq ($(findstring fuzzer,$(SANITIZE)),)
+  BUILD := build-fuzz
+  SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
   BUILD := build-asan
   SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -58,8 +63,11 @@ OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS)) $(LLHTTP_OBJ)
 UNIT_SRCS:= $(wildcard tests/unit/test_*.c)
 UNIT_BINS:= $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_NAMES  := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+FUZZ_SECONDS ?= 60
 
-.PHONY: all run test check unit integration tsan-check deps install bench clean
+.PHONY: all run test check unit integration fuzz-replay fuzz fuzz-run tsan-check deps install bench clean
 
 all: $(BUILD)/corrald
 
@@ -75,7 +83,20 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests:
+$(BUILD)/fuzz/%.o: fuzz/%.c | $(BUILD)/fuzz
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+.SECONDARY: $(patsubst %,$(BUILD)/fuzz/fuzz_%.o,$(FUZZ_NAMES)) $(BUILD)/fuzz/replay.o
+
+# A fuzz target with replay.c's main: runs the inputs it is given.
+$(BUILD)/fuzz/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A fuzz target with libFuzzer's main (only in the `make fuzz` build).
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/fuzz_%.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/llhttp $(BUILD)/tests $(BUILD)/fuzz:
 	mkdir -p $@
 
 deps:
@@ -91,7 +112,12 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/corrald
 	CORRALD=$(CURDIR)/$(BUILD)/corrald SANITIZE=$(SANITIZE) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-check: unit integration
+# Every fuzz target over its corpus (fuzz/corpus/NAME: seeds and the inputs
+# that once found a bug), without libFuzzer.
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for n in $(FUZZ_NAMES); do ./$(BUILD)/fuzz/replay_$$n fuzz/corpus/$$n; done
+
+check: unit fuzz-replay integration
 
 # The concurrency tests (marked "concurrency") again under ThreadSanitizer.
 tsan-check:
@@ -113,7 +139,21 @@ bench: deps
 	$(MAKE) all
 	./bench/run
 
-clean:
-	rm -rf build build-asan build-tsan
+# Coverage-guided fuzzing with clang's libFuzzer, FUZZ_SECONDS per target
+# (FUZZ=NAME for one). New inputs go to build-fuzz/corpus-NAME, a crash's
+# input to build-fuzz/crash-*; fuzz/README.md says what to do with one.
+fuzz:
+	$(MAKE) CC=clang SANITIZE=fuzzer-no-link,address,undefined fuzz-run
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+fuzz-run: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(or $(FUZZ),$(FUZZ_NAMES)))
+	@set -e; for n in $(or $(FUZZ),$(FUZZ_NAMES)); do \
+	  mkdir -p $(BUILD)/corpus-$$n; \
+	  echo "== fuzz_$$n for $(FUZZ_SECONDS) s"; \
+	  ./$(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/ \
+	    $(BUILD)/corpus-$$n fuzz/corpus/$$n; \
+	done
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard $(BUILD)/fuzz/*.d)

@@ -70,7 +70,8 @@ struct url {
 	char host[256];     /* lower case; IPv6 without brackets */
 	int port;           /* explicit or the scheme's default */
 	int port_given;     /* the URL named a port */
-	const char *path;   /* points into the parsed string: "/..." or "" */
+	const char *path;   /* points into the parsed string: "/...", or "?..." or
+	                       "#..." when the authority ends there, or "" */
 };
 
 /* Parse an absolute-form http/https URL. Returns 0, or -1 when it is not one. */
