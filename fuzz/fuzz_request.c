@@ -64,9 +64,11 @@ static void check_range(const char *value)
 
 static void check_upstream_headers(const struct request *r, int for_cache)
 {
+	static const enum forwarded_for modes[] = { FORWARDED_FOR_ON, FORWARDED_FOR_TRANSPARENT };
+	struct upstream_forwarding fw = { "1.1 corral", modes[for_cache], "192.0.2.1" };
 	struct curl_slist *list = NULL;
-	if (upstream_request_headers(r->method, &r->headers, r->has_body, "1.1 corral",
-	                             for_cache, &list) < 0)
+	if (upstream_request_headers(r->method, &r->headers, r->has_body, &fw, for_cache,
+	                             &list) < 0)
 		return;
 	for (const struct curl_slist *l = list; l; l = l->next)
 		FUZZ_CHECK(clean(l->data));

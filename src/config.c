@@ -37,6 +37,7 @@
  * config_install() takes it over.
  */
 #include "corral/config.h"
+#include "corral/strbuf.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -365,6 +366,7 @@ config_defaults(struct config *c)
 	c->max_request_body = 0;
 	c->max_connections = 4096;
 	c->via = 1;
+	c->forwarded_for = FORWARDED_FOR_ON;
 	c->shutdown_grace_ms = 10 * 1000;
 	c->keepalive_linger_ms = 50;
 	c->connect_ports[0] = 443;
@@ -404,8 +406,7 @@ enum key_kind {
 	KEY_ALLOW,    /* [proxy] allow: the list of CIDRs */
 	KEY_ADMIN,    /* [admin] listen: one host:port, or empty for none */
 	KEY_PORTS,    /* [proxy] connect_ports: "*" or a list of ports */
-	KEY_FORMAT,   /* enum log_format */
-	KEY_LEVEL,    /* enum log_level */
+	KEY_ENUM,     /* an enum: the index of the value in `names` */
 };
 
 struct key_def {
@@ -415,48 +416,15 @@ struct key_def {
 	size_t off;  /* of the field in struct config */
 	size_t size; /* of the field */
 	int64_t min; /* smallest value allowed (numbers) */
+	const char *const *names; /* KEY_ENUM: its values by number, NULL-ended */
 };
 
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
-static const struct key_def keys[] = {
-	{ "proxy", "listen", KEY_LISTEN, FIELD(listen), 0 },
-	{ "proxy", "allow", KEY_ALLOW, FIELD(allow), 0 },
-	{ "proxy", "min_workers", KEY_INT, FIELD(min_workers), 1 },
-	{ "proxy", "max_workers", KEY_INT, FIELD(max_workers), 1 },
-	{ "proxy", "client_timeout", KEY_DURATION, FIELD(client_timeout_ms), 1 },
-	{ "proxy", "header_timeout", KEY_DURATION, FIELD(header_timeout_ms), 1 },
-	{ "proxy", "max_request_header", KEY_SIZE, FIELD(max_request_header), 1 },
-	{ "proxy", "max_url", KEY_SIZE, FIELD(max_url), 1 },
-	{ "proxy", "max_request_body", KEY_SIZE, FIELD(max_request_body), 0 },
-	{ "proxy", "max_connections", KEY_INT, FIELD(max_connections), 1 },
-	{ "proxy", "via", KEY_BOOL, FIELD(via), 0 },
-	{ "proxy", "shutdown_grace", KEY_DURATION, FIELD(shutdown_grace_ms), 0 },
-	{ "proxy", "keepalive_linger", KEY_DURATION, FIELD(keepalive_linger_ms), 0 },
-	{ "proxy", "connect_ports", KEY_PORTS, FIELD(connect_ports), 0 },
-	{ "upstream", "connect_timeout", KEY_DURATION, FIELD(connect_timeout_ms), 1 },
-	{ "upstream", "timeout", KEY_DURATION, FIELD(upstream_timeout_ms), 1 },
-	{ "upstream", "parent", KEY_STRING, FIELD(parent), 0 },
-	{ "upstream", "allow_loopback", KEY_BOOL, FIELD(allow_loopback), 0 },
-	{ "upstream", "ca_file", KEY_STRING, FIELD(ca_file), 0 },
-	{ "cache", "memory", KEY_SIZE, FIELD(cache_memory), 1 },
-	{ "cache", "max_object", KEY_SIZE, FIELD(max_object), 1 },
-	{ "cache", "coalesce_timeout", KEY_DURATION, FIELD(coalesce_timeout_ms), 1 },
-	{ "cache", "heuristic_percent", KEY_INT, FIELD(heuristic_percent), 0 },
-	{ "cache", "heuristic_max", KEY_DURATION, FIELD(heuristic_max_ms), 0 },
-	{ "log", "access", KEY_STRING, FIELD(access_log), 0 },
-	{ "log", "format", KEY_FORMAT, FIELD(log_format), 0 },
-	{ "log", "level", KEY_LEVEL, FIELD(log_level), 0 },
-	{ "admin", "listen", KEY_ADMIN, FIELD(admin_listen), 0 },
-};
-
-#define N_KEYS (sizeof keys / sizeof keys[0])
-
-static const char *const sections[] = { "proxy", "upstream", "cache", "log", "admin" };
-
 static const char *const format_names[] = {
 	[LOG_FORMAT_SQUID] = "squid",
 	[LOG_FORMAT_COMBINED] = "combined",
+	NULL,
 };
 
 static const char *const level_names[] = {
@@ -464,7 +432,59 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_WARN] = "warn",
 	[LOG_LEVEL_INFO] = "info",
 	[LOG_LEVEL_DEBUG] = "debug",
+	NULL,
 };
+
+static const char *const forwarded_for_names[] = {
+	[FORWARDED_FOR_ON] = "on",
+	[FORWARDED_FOR_OFF] = "off",
+	[FORWARDED_FOR_TRANSPARENT] = "transparent",
+	[FORWARDED_FOR_TRUNCATE] = "truncate",
+	[FORWARDED_FOR_DELETE] = "delete",
+	NULL,
+};
+
+/* KEY_ENUM fields are written as int */
+_Static_assert(sizeof(enum log_format) == sizeof(int) && sizeof(enum log_level) == sizeof(int) &&
+               sizeof(enum forwarded_for) == sizeof(int), "enum keys are ints");
+
+
+static const struct key_def keys[] = {
+	{ "proxy", "listen", KEY_LISTEN, FIELD(listen), 0, NULL },
+	{ "proxy", "allow", KEY_ALLOW, FIELD(allow), 0, NULL },
+	{ "proxy", "min_workers", KEY_INT, FIELD(min_workers), 1, NULL },
+	{ "proxy", "max_workers", KEY_INT, FIELD(max_workers), 1, NULL },
+	{ "proxy", "client_timeout", KEY_DURATION, FIELD(client_timeout_ms), 1, NULL },
+	{ "proxy", "header_timeout", KEY_DURATION, FIELD(header_timeout_ms), 1, NULL },
+	{ "proxy", "max_request_header", KEY_SIZE, FIELD(max_request_header), 1, NULL },
+	{ "proxy", "max_url", KEY_SIZE, FIELD(max_url), 1, NULL },
+	{ "proxy", "max_request_body", KEY_SIZE, FIELD(max_request_body), 0, NULL },
+	{ "proxy", "max_connections", KEY_INT, FIELD(max_connections), 1, NULL },
+	{ "proxy", "via", KEY_BOOL, FIELD(via), 0, NULL },
+	{ "proxy", "forwarded_for", KEY_ENUM, FIELD(forwarded_for), 0, forwarded_for_names },
+	{ "proxy", "shutdown_grace", KEY_DURATION, FIELD(shutdown_grace_ms), 0, NULL },
+	{ "proxy", "keepalive_linger", KEY_DURATION, FIELD(keepalive_linger_ms), 0, NULL },
+	{ "proxy", "connect_ports", KEY_PORTS, FIELD(connect_ports), 0, NULL },
+	{ "upstream", "connect_timeout", KEY_DURATION, FIELD(connect_timeout_ms), 1, NULL },
+	{ "upstream", "timeout", KEY_DURATION, FIELD(upstream_timeout_ms), 1, NULL },
+	{ "upstream", "parent", KEY_STRING, FIELD(parent), 0, NULL },
+	{ "upstream", "allow_loopback", KEY_BOOL, FIELD(allow_loopback), 0, NULL },
+	{ "upstream", "ca_file", KEY_STRING, FIELD(ca_file), 0, NULL },
+	{ "cache", "memory", KEY_SIZE, FIELD(cache_memory), 1, NULL },
+	{ "cache", "max_object", KEY_SIZE, FIELD(max_object), 1, NULL },
+	{ "cache", "coalesce_timeout", KEY_DURATION, FIELD(coalesce_timeout_ms), 1, NULL },
+	{ "cache", "heuristic_percent", KEY_INT, FIELD(heuristic_percent), 0, NULL },
+	{ "cache", "heuristic_max", KEY_DURATION, FIELD(heuristic_max_ms), 0, NULL },
+	{ "log", "access", KEY_STRING, FIELD(access_log), 0, NULL },
+	{ "log", "format", KEY_ENUM, FIELD(log_format), 0, format_names },
+	{ "log", "level", KEY_ENUM, FIELD(log_level), 0, level_names },
+	{ "admin", "listen", KEY_ADMIN, FIELD(admin_listen), 0, NULL },
+};
+
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static const char *const sections[] = { "proxy", "upstream", "cache", "log", "admin" };
+
 
 static bool
 section_known(const char *name)
@@ -778,24 +798,27 @@ key_apply(struct load_state *st, const struct key_def *k, const char *value)
 		}
 		st->c->has_admin = 1;
 		return 0;
-	case KEY_FORMAT:
-		for (size_t i = 0; i < sizeof format_names / sizeof format_names[0]; i++) {
-			if (strcasecmp(value, format_names[i]) == 0) {
-				*(enum log_format *)field = (enum log_format)i;
+	case KEY_ENUM: {
+		char expected[128];
+		size_t n = 0;
+		for (int i = 0; k->names[i]; i++) {
+			if (strcasecmp(value, k->names[i]) == 0) {
+				*(int *)field = i;
 				return 0;
 			}
+			n++;
 		}
-		key_error(st, k, "squid or combined", value);
-		return -1;
-	case KEY_LEVEL:
-		for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
-			if (strcasecmp(value, level_names[i]) == 0) {
-				*(enum log_level *)field = (enum log_level)i;
-				return 0;
-			}
+		/* "a, b or c" */
+		struct strbuf b = strbuf_on_cstr(expected, sizeof expected);
+		for (size_t i = 0; i < n; i++) {
+			if (i > 0)
+				strbuf_str(&b, i + 1 == n ? " or " : ", ");
+			strbuf_str(&b, k->names[i]);
 		}
-		key_error(st, k, "error, warn, info or debug", value);
+		strbuf_cstr(&b);
+		key_error(st, k, expected, value);
 		return -1;
+	}
 	}
 	assert(!"unreachable");
 	return -1;

@@ -16,6 +16,7 @@
 #include "corral/resphead.h"
 #include "corral/revalidate.h"
 #include "corral/serve.h"
+#include "corral/session.h"
 #include "corral/stats.h"
 #include "corral/upstream.h"
 
@@ -61,7 +62,7 @@ struct fetch {
 	int64_t request_time;
 	struct fetch_outcome own_out;   /* `out` of a background fetch, which
 	                                   nobody waits for */
-	const char *via;                /* upstream_via of the starter's request */
+	struct upstream_forwarding fw;  /* Via and X-Forwarded-For of the starter's request */
 	struct upstream_ctx u;
 	CURL *curl;
 };
@@ -377,7 +378,7 @@ static void fetch_job(void *arg)
 		 * (chunked.h); libcurl still finds the end for itself */
 		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
 	}
-	if (f->curl && upstream_request_headers("GET", &f->req, 0, f->via, 1, &hdrs) == 0 &&
+	if (f->curl && upstream_request_headers("GET", &f->req, 0, &f->fw, 1, &hdrs) == 0 &&
 	    (!f->conditional || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
 		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
 		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
@@ -453,7 +454,7 @@ int fetch_start(struct exchange *x, struct keyhead *h, struct entry_reader *star
 	headers_init(&f->req);
 	resphead_init(&f->head);
 	f->cfg = config_get();
-	f->via = upstream_via(f->cfg, r->http_minor);
+	upstream_forwarding_init(&f->fw, f->cfg, r->http_minor, x->s->peer_text);
 	f->url = strdup(r->url);
 	snprintf(f->host, sizeof f->host, "%s", x->url.host);
 	f->port = x->url.port;

@@ -21,6 +21,7 @@
 #include "corral/exchange.h"
 #include "corral/log.h"
 #include "corral/policy.h"
+#include "corral/session.h"
 #include "corral/stats.h"
 #include "corral/resphead.h"
 #include "corral/upstream.h"
@@ -208,9 +209,10 @@ void forward_run(struct exchange *x)
 
 	CURL *h = upstream_easy(x->cfg, &u);
 	struct curl_slist *hdrs = NULL;
-	if (h == NULL || upstream_request_headers(r->method, &r->headers, r->has_body,
-	                                          upstream_via(x->cfg, r->http_minor), 0,
-	                                          &hdrs) < 0) {
+	struct upstream_forwarding fw;
+	upstream_forwarding_init(&fw, x->cfg, r->http_minor, x->s->peer_text);
+	if (h == NULL ||
+	    upstream_request_headers(r->method, &r->headers, r->has_body, &fw, 0, &hdrs) < 0) {
 		if (h)
 			curl_easy_cleanup(h);
 		exchange_error(x, 500, "out of memory");

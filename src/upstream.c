@@ -290,15 +290,60 @@ struct curl_slist *upstream_header_append(struct curl_slist *l, const char *name
 	return sl.first;
 }
 
-const char *upstream_via(const struct config *c, int http_minor)
+void upstream_forwarding_init(struct upstream_forwarding *fw, const struct config *c,
+                              int http_minor, const char *client)
 {
-	return !c->via ? NULL : http_minor == 0 ? "1.0 corral" : "1.1 corral";
+	fw->via = !c->via ? NULL : http_minor == 0 ? "1.0 corral" : "1.1 corral";
+	fw->forwarded_for = c->forwarded_for;
+	/* "::ffff:192.0.2.1" on a dual-stack listener: the IPv4 client */
+	if (strncasecmp(client, "::ffff:", 7) == 0 && strchr(client + 7, '.') != NULL)
+		client += 7;
+	snprintf(fw->client, sizeof fw->client, "%s", client);
+}
+
+/* The X-Forwarded-For line, by [proxy] forwarded_for (the client's lines
+ * were left out unless it is transparent): on and off append to what the
+ * client sent, one line for all of it (RFC 7239 has Forwarded for a
+ * standard form; X-Forwarded-For is what origins read). */
+static int add_forwarded_for(struct slist *l, const struct http_headers *headers,
+                             const struct upstream_forwarding *fw)
+{
+	const char *me = fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client;
+	switch (fw->forwarded_for) {
+	case FORWARDED_FOR_TRANSPARENT:
+	case FORWARDED_FOR_DELETE:
+		return 0;
+	case FORWARDED_FOR_TRUNCATE:
+		return slist_add(l, "X-Forwarded-For", me);
+	case FORWARDED_FOR_ON:
+	case FORWARDED_FOR_OFF:
+		break;
+	}
+	char *prior = headers_join(headers, "X-Forwarded-For");
+	if (prior == NULL || prior[strspn(prior, " \t,")] == '\0') {
+		free(prior);
+		return slist_add(l, "X-Forwarded-For", me);
+	}
+	size_t plen = strlen(prior), mlen = strlen(me);
+	char *value = malloc(plen + 2 + mlen + 1);
+	if (value == NULL) {
+		free(prior);
+		return -1;
+	}
+	memcpy(value, prior, plen);
+	memcpy(value + plen, ", ", 2);
+	memcpy(value + plen + 2, me, mlen + 1);
+	int rc = slist_add(l, "X-Forwarded-For", value);
+	free(value);
+	free(prior);
+	return rc;
 }
 
 int upstream_request_headers(const char *method, const struct http_headers *headers,
-                             int has_body, const char *via, int for_cache,
-                             struct curl_slist **out)
+                             int has_body, const struct upstream_forwarding *fw,
+                             int for_cache, struct curl_slist **out)
 {
+	int own_xff = fw->forwarded_for != FORWARDED_FOR_TRANSPARENT;
 	struct slist l = { NULL, NULL };
 	int has_accept = 0;
 	int max_fwd_method = strcmp(method, "TRACE") == 0 || strcmp(method, "OPTIONS") == 0;
@@ -312,7 +357,8 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 		if (http_hop_has(&hop, name) || strcasecmp(name, "Host") == 0 ||
 		    strcasecmp(name, "Expect") == 0 ||
 		    (has_body && strcasecmp(name, "Content-Length") == 0) ||
-		    (for_cache && strncasecmp(name, "If-", 3) == 0))
+		    (for_cache && strncasecmp(name, "If-", 3) == 0) ||
+		    (own_xff && strcasecmp(name, "X-Forwarded-For") == 0))
 			continue;
 		if (strcasecmp(name, "Accept") == 0)
 			has_accept = 1;
@@ -327,7 +373,9 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 		if (slist_add(&l, name, value) < 0)
 			goto nomem;
 	}
-	if (via && slist_add(&l, "Via", via) < 0)
+	if (fw->via && slist_add(&l, "Via", fw->via) < 0)
+		goto nomem;
+	if (add_forwarded_for(&l, headers, fw) < 0)
 		goto nomem;
 	/* "Name:" with no value removes a header curl would add itself */
 	if ((!has_accept && slist_line(&l, "Accept:") < 0) || slist_line(&l, "Expect:") < 0)

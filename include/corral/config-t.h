@@ -44,6 +44,16 @@ enum log_level {
 	LOG_LEVEL_DEBUG,
 };
 
+/* What [proxy] forwarded_for does to a request's X-Forwarded-For (Squid's
+ * forwarded_for, with its values). */
+enum forwarded_for {
+	FORWARDED_FOR_ON,          /* append the client's address */
+	FORWARDED_FOR_OFF,         /* append "unknown" */
+	FORWARDED_FOR_TRANSPARENT, /* leave it as the client sent it */
+	FORWARDED_FOR_TRUNCATE,    /* the client's address alone */
+	FORWARDED_FOR_DELETE,      /* none */
+};
+
 struct config {
 	char path[4096]; /* the file this was read from */
 
@@ -61,6 +71,7 @@ struct config {
 	uint64_t max_request_body;  /* 0 = unlimited, else -> 413 */
 	int max_connections;        /* 4096 */
 	int via;                    /* 1: add "Via: 1.1 corral" */
+	enum forwarded_for forwarded_for; /* on */
 	int64_t shutdown_grace_ms;  /* 10s: SIGTERM waits this long for requests in flight */
 	int64_t keepalive_linger_ms;/* 50ms: a worker waits this long for the next request */
 	int connect_ports[CONFIG_MAX_PORTS]; /* CONNECT allowed to these ports: 443 */

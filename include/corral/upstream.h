@@ -43,23 +43,34 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u);
 struct curl_slist *upstream_header_append(struct curl_slist *l, const char *name,
                                           const char *value);
 
+/* What corral adds to a request it sends on as a hop: Via and
+ * X-Forwarded-For. Made once per request, from the running config, the
+ * protocol the request came in and the client's address. */
+struct upstream_forwarding {
+	const char *via;                  /* "1.0 corral" or "1.1 corral" by the
+	                                     request's protocol (RFC 9110 7.6.3's
+	                                     received-protocol), or NULL when
+	                                     [proxy] via is off */
+	enum forwarded_for forwarded_for; /* [proxy] forwarded_for */
+	char client[64];                  /* the client's address (an IPv4 one
+	                                     mapped into IPv6 written as IPv4) */
+};
+void upstream_forwarding_init(struct upstream_forwarding *fw, const struct config *c,
+                              int http_minor, const char *client);
+
 /* The request headers to send upstream for `method` with the client's
  * `headers`: end-to-end headers in their order; hop-by-hop, Host (curl sends
  * it from the URL), Expect and — when the body is re-framed — Content-Length
- * left out; Max-Forwards decremented on TRACE/OPTIONS; "Via: `via`"
- * appended unless it is NULL (upstream_via); curl's own Accept/Expect
+ * left out; Max-Forwards decremented on TRACE/OPTIONS; Via and
+ * X-Forwarded-For as `fw` says (the client's X-Forwarded-For lines, unless
+ * transparent, become one line at the end); curl's own Accept/Expect
  * suppressed. A cache fetch
  * (`for_cache`) serves other clients too, so the client's conditional
  * headers (If-*) are left out. Returns 0 with *out set (to be freed with
  * curl_slist_free_all), or -1 when out of memory. */
 int upstream_request_headers(const char *method, const struct http_headers *headers,
-                             int has_body, const char *via, int for_cache,
-                             struct curl_slist **out);
-
-/* The Via value for a request received as HTTP/1.`http_minor` ("1.0
- * corral" or "1.1 corral": RFC 9110 7.6.3's received-protocol), or NULL
- * when [proxy] via is off. */
-const char *upstream_via(const struct config *c, int http_minor);
+                             int has_body, const struct upstream_forwarding *fw,
+                             int for_cache, struct curl_slist **out);
 
 /* Restart the no-progress clock, e.g. after the transfer was held back on
  * purpose (a paused fetch is not a stalled origin). */

@@ -338,6 +338,8 @@ class Corral:
             ("log", [("access", str(self.access_log_path))]),
             ("admin", [("listen", "127.0.0.1:%d" % self.admin_port)]),
         ]
+        # "{port}" in extra_ini is the proxy port (e.g. to listen on it otherwise)
+        extra_ini = extra_ini.replace("{port}", str(self.port))
         self.ini_text = merge_ini(base, parse_ini(extra_ini), drop)
         self.ini_path.write_text(self.ini_text)
         self.exit_code = None

@@ -284,6 +284,42 @@ def test_via_names_the_protocol_the_request_came_in(corral, origin, version, cac
     assert via_tokens(origin.last("/viav").headers)[-1] == version[5:] + " corral"
 
 
+# [proxy] forwarded_for, as Squid's: what the origin sees when the client
+# sent two X-Forwarded-For lines of its own
+FORWARDED_FOR = {
+    "on": ["10.1.2.3, 10.9.9.9, 127.0.0.1"],
+    "off": ["10.1.2.3, 10.9.9.9, unknown"],
+    "transparent": ["10.1.2.3", "10.9.9.9"],
+    "truncate": ["127.0.0.1"],
+    "delete": [],
+}
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["passed", "fetched"])
+@pytest.mark.parametrize("mode", sorted(FORWARDED_FOR))
+def test_forwarded_for_modes(corral, origin, mode, cached):
+    origin.route("/xff", o.fixed(headers=[("Cache-Control", "max-age=60" if cached
+                                           else "no-store")], body=b"x"))
+    c = corral("[proxy]\nforwarded_for = %s\n" % mode)
+    r = raw_request(c.port, request(origin, "/xff", headers=[
+        ("X-Forwarded-For", "10.1.2.3"), ("X-Forwarded-For", "10.9.9.9")]))
+    assert r.status == 200 and r.body == b"x", r
+    assert origin.last("/xff").header_all("x-forwarded-for") == FORWARDED_FOR[mode]
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "[::]"])
+def test_forwarded_for_by_default_names_the_client(corral, origin, listen):
+    # the default is on; an IPv4 client of a dual-stack listener is written
+    # as IPv4 (not ::ffff:127.0.0.1), as Squid writes it
+    if listen == "[::]" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    origin.route("/xff1", o.echo())
+    c = corral("[proxy]\nlisten = %s:{port}\n" % listen)
+    r = raw_request(c.port, request(origin, "/xff1", headers=[("X-Forwarded-For", " ")]))
+    assert r.status == 200, r
+    assert origin.last("/xff1").header_all("x-forwarded-for") == ["127.0.0.1"]
+
+
 @pytest.mark.parametrize("cached", [False, True], ids=["passed", "hit"])
 @pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
 def test_via_on_responses_names_the_protocol_the_origin_answered_in(corral, origin, version,

@@ -121,6 +121,7 @@ check_same_config(const char *file, int line, const char *what,
 	SAME(max_request_body);
 	SAME(max_connections);
 	SAME(via);
+	SAME(forwarded_for);
 	SAME(shutdown_grace_ms);
 	SAME(keepalive_linger_ms);
 	SAME(n_connect_ports);
@@ -181,6 +182,7 @@ test_defaults(void)
 	CHECK_INT(d.max_request_body, 0);
 	CHECK_INT(d.max_connections, 4096);
 	CHECK_INT(d.via, 1);
+	CHECK_INT(d.forwarded_for, FORWARDED_FOR_ON);
 	CHECK_INT(d.shutdown_grace_ms, 10000);
 	CHECK_INT(d.keepalive_linger_ms, 50);
 	CHECK_INT(d.n_connect_ports, 1);
@@ -454,6 +456,7 @@ test_full_file(void)
 	    "max_request_body = 1G\n"
 	    "max_connections = 123\n"
 	    "via = off\n"
+	    "forwarded_for = Truncate\n"
 	    "shutdown_grace = 0\n"
 	    "keepalive_linger = 0\n"
 	    "connect_ports = 443, 8443 ,563\n"
@@ -504,6 +507,7 @@ test_full_file(void)
 	CHECK_INT(c->max_request_body, 1ll << 30);
 	CHECK_INT(c->max_connections, 123);
 	CHECK_INT(c->via, 0);
+	CHECK_INT(c->forwarded_for, FORWARDED_FOR_TRUNCATE);
 	CHECK_INT(c->shutdown_grace_ms, 0);
 	CHECK_INT(c->keepalive_linger_ms, 0);
 	CHECK_INT(c->n_connect_ports, 3);
@@ -728,6 +732,9 @@ test_errors(void)
 	                 "test.ini:2: [log] format: expected squid or combined, got 'json'");
 	CHECK_LOAD_FAILS("[log]\nlevel = verbose\n",
 	                 "test.ini:2: [log] level: expected error, warn, info or debug, got 'verbose'");
+	CHECK_LOAD_FAILS("[proxy]\nforwarded_for = yes\n",
+	                 "test.ini:2: [proxy] forwarded_for: expected on, off, transparent, "
+	                 "truncate or delete, got 'yes'");
 	CHECK_LOAD_FAILS("[admin]\nlisten = 3129\n",
 	                 "test.ini:2: [admin] listen: expected", "got '3129'");
 	CHECK_LOAD_FAILS("[proxy]\nconnect_ports = 443, https\n",
