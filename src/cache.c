@@ -18,13 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NBUCKETS (1u << 16)
+/* The table starts with 2^16 buckets and doubles whenever it holds more
+ * than two heads per bucket, so a chain stays short however many small
+ * objects `memory` holds (2^16 buckets were fixed before: a million heads
+ * made every lookup walk 16 of them under the table lock). A doubling
+ * rehashes every head under the table lock, which requests wait for: once
+ * per doubling, as the table reaches each size. It never shrinks. */
+#define BUCKETS_INITIAL (1u << 16)
+#define HEADS_PER_BUCKET 2
 #define ENTRY_OVERHEAD 512 /* charged per entry besides its headers and body */
 
 static struct {
 	pthread_mutex_t lock;
 	/* everything below: protected by lock */
 	struct keyhead **buckets;
+	size_t nbuckets;                     /* a power of two */
+	size_t heads;                        /* in the buckets */
 	struct entry *lru_first, *lru_last; /* most recently used first */
 	uint64_t memory, limit, max_object;
 	uint64_t objects;
@@ -48,8 +57,45 @@ static uint64_t hash_key(const char *s)
 
 int cache_init(void)
 {
-	table.buckets = calloc(NBUCKETS, sizeof *table.buckets);
+	table.buckets = calloc(BUCKETS_INITIAL, sizeof *table.buckets);
+	table.nbuckets = BUCKETS_INITIAL;
 	return table.buckets ? 0 : -1;
+}
+
+static struct keyhead **bucket_of(uint64_t hash)
+{
+	return &table.buckets[hash & (table.nbuckets - 1)];
+}
+
+/* Double the buckets when they hold more than HEADS_PER_BUCKET heads each.
+ * Out of memory: the chains stay as they are. Table lock held. */
+static void buckets_maybe_grow(void)
+{
+	if (table.heads <= table.nbuckets * HEADS_PER_BUCKET)
+		return;
+	size_t n = table.nbuckets * 2;
+	struct keyhead **b = calloc(n, sizeof *b);
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < table.nbuckets; i++) {
+		struct keyhead *h = table.buckets[i], *next;
+		for (; h; h = next) {
+			next = h->hnext;
+			h->hnext = b[h->hash & (n - 1)];
+			b[h->hash & (n - 1)] = h;
+		}
+	}
+	free(table.buckets);
+	table.buckets = b;
+	table.nbuckets = n;
+}
+
+size_t cache_buckets(void)
+{
+	pthread_mutex_lock(&table.lock);
+	size_t n = table.nbuckets;
+	pthread_mutex_unlock(&table.lock);
+	return n;
 }
 
 static void head_free(struct keyhead *h)
@@ -179,10 +225,11 @@ static void head_maybe_free(struct keyhead *h)
 {
 	if (h->users > 0 || h->variants != NULL)
 		return;
-	struct keyhead **pp = &table.buckets[h->hash & (NBUCKETS - 1)];
+	struct keyhead **pp = bucket_of(h->hash);
 	for (; *pp; pp = &(*pp)->hnext)
 		if (*pp == h) {
 			*pp = h->hnext;
+			table.heads--;
 			break;
 		}
 	head_free(h);
@@ -194,15 +241,17 @@ struct keyhead *cache_head_get(const char *key)
 	struct keyhead *fresh = NULL;
 	for (;;) {
 		pthread_mutex_lock(&table.lock);
-		struct keyhead *h = table.buckets[hash & (NBUCKETS - 1)];
+		struct keyhead *h = *bucket_of(hash);
 		for (; h; h = h->hnext)
 			if (h->hash == hash && strcmp(h->key, key) == 0)
 				break;
 		if (h == NULL && fresh != NULL) {
 			h = fresh;
 			fresh = NULL;
-			h->hnext = table.buckets[hash & (NBUCKETS - 1)];
-			table.buckets[hash & (NBUCKETS - 1)] = h;
+			h->hnext = *bucket_of(hash);
+			*bucket_of(hash) = h;
+			table.heads++;
+			buckets_maybe_grow();
 		}
 		if (h)
 			h->users++;
@@ -467,7 +516,7 @@ int cache_invalidate(const char *key)
 	uint64_t hash = hash_key(key);
 	int n = 0;
 	pthread_mutex_lock(&table.lock);
-	struct keyhead *h = table.buckets[hash & (NBUCKETS - 1)];
+	struct keyhead *h = *bucket_of(hash);
 	for (; h; h = h->hnext)
 		if (h->hash == hash && strcmp(h->key, key) == 0)
 			break;

@@ -99,6 +99,8 @@ struct fetch_outcome {
 };
 
 int cache_init(void);
+/* How many buckets the table of heads has now (it grows: cache.c). */
+size_t cache_buckets(void);
 /* [cache] memory, at start and on reload; evicts down to it. */
 void cache_set_limits(uint64_t memory, uint64_t max_object);
 uint64_t cache_max_object(void);
