@@ -295,9 +295,6 @@ void upstream_forwarding_init(struct upstream_forwarding *fw, const struct confi
 {
 	fw->via = !c->via ? NULL : http_minor == 0 ? "1.0 corral" : "1.1 corral";
 	fw->forwarded_for = c->forwarded_for;
-	/* "::ffff:192.0.2.1" on a dual-stack listener: the IPv4 client */
-	if (strncasecmp(client, "::ffff:", 7) == 0 && strchr(client + 7, '.') != NULL)
-		client += 7;
 	snprintf(fw->client, sizeof fw->client, "%s", client);
 }
 

@@ -26,7 +26,9 @@ struct session {
 	uint32_t magic;
 	int fd;
 	struct sockaddr_storage peer;
-	char peer_text[64];       /* client address, for logs */
+	char peer_text[64];       /* client address, for logs and X-Forwarded-For
+	                             (an IPv4 client of a dual-stack listener
+	                             written as IPv4) */
 	int denied;               /* address not in [proxy] allow: answer 403 */
 	struct evbuffer *in;      /* read but not yet parsed (holder only) */
 	unsigned nrequests;       /* requests served (holder only) */

@@ -52,8 +52,8 @@ struct upstream_forwarding {
 	                                     received-protocol), or NULL when
 	                                     [proxy] via is off */
 	enum forwarded_for forwarded_for; /* [proxy] forwarded_for */
-	char client[64];                  /* the client's address (an IPv4 one
-	                                     mapped into IPv6 written as IPv4) */
+	char client[64];                  /* the client's address (session.h's
+	                                     peer_text) */
 };
 void upstream_forwarding_init(struct upstream_forwarding *fw, const struct config *c,
                               int http_minor, const char *client);

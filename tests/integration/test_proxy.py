@@ -310,7 +310,7 @@ def test_forwarded_for_modes(corral, origin, mode, cached):
 @pytest.mark.parametrize("listen", ["127.0.0.1", "[::]"])
 def test_forwarded_for_by_default_names_the_client(corral, origin, listen):
     # the default is on; an IPv4 client of a dual-stack listener is written
-    # as IPv4 (not ::ffff:127.0.0.1), as Squid writes it
+    # as IPv4 (not ::ffff:127.0.0.1), as Squid writes it, here and in the log
     if listen == "[::]" and not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     origin.route("/xff1", o.echo())
@@ -318,6 +318,7 @@ def test_forwarded_for_by_default_names_the_client(corral, origin, listen):
     r = raw_request(c.port, request(origin, "/xff1", headers=[("X-Forwarded-For", " ")]))
     assert r.status == 200, r
     assert origin.last("/xff1").header_all("x-forwarded-for") == ["127.0.0.1"]
+    assert c.wait_log_lines(1)[0].split()[2] == "127.0.0.1"
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["passed", "hit"])
