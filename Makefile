@@ -14,7 +14,7 @@
 
 SHELL       := /bin/bash
 CC          ?= cc
-PKGS        := libevent libevent_pthreads libevent_extra libcurl inih libsystemd
+PKGS        := libevent libevent_pthreads libevent_extra libcurl inih libsystemd libcrypt
 LLHTTP_SRC  ?= /usr/share/llhttp
 LLHTTP_INC  ?= /usr/share/include/llhttp
 PREFIX      ?= /usr/local

@@ -37,6 +37,7 @@
  * config_install() takes it over.
  */
 #include "corral/config.h"
+#include "corral/auth.h"
 #include "corral/strbuf.h"
 
 #include <arpa/inet.h>
@@ -367,6 +368,7 @@ config_defaults(struct config *c)
 	c->max_connections = 4096;
 	c->via = 1;
 	c->forwarded_for = FORWARDED_FOR_ON;
+	strcpy(c->auth_realm, "corral");
 	c->shutdown_grace_ms = 10 * 1000;
 	c->keepalive_linger_ms = 50;
 	c->connect_ports[0] = 443;
@@ -462,6 +464,8 @@ static const struct key_def keys[] = {
 	{ "proxy", "max_connections", KEY_INT, FIELD(max_connections), 1, NULL },
 	{ "proxy", "via", KEY_BOOL, FIELD(via), 0, NULL },
 	{ "proxy", "forwarded_for", KEY_ENUM, FIELD(forwarded_for), 0, forwarded_for_names },
+	{ "proxy", "auth_file", KEY_STRING, FIELD(auth_file), 0, NULL },
+	{ "proxy", "auth_realm", KEY_STRING, FIELD(auth_realm), 0, NULL },
 	{ "proxy", "shutdown_grace", KEY_DURATION, FIELD(shutdown_grace_ms), 0, NULL },
 	{ "proxy", "keepalive_linger", KEY_DURATION, FIELD(keepalive_linger_ms), 0, NULL },
 	{ "proxy", "connect_ports", KEY_PORTS, FIELD(connect_ports), 0, NULL },
@@ -972,6 +976,15 @@ text_line(const char *text, int lineno, char *buf, size_t len)
 }
 
 /* Checks between keys, once the whole file is read. */
+static int
+has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
 static void
 load_check(struct load_state *st)
 {
@@ -991,6 +1004,20 @@ load_check(struct load_state *st)
 			st->lineno = min_line;
 			key_error(st, &keys[key_find("proxy", "min_workers")], what, got);
 		}
+	}
+	if (c->auth_realm[0] == '\0' || strpbrk(c->auth_realm, "\"\\") ||
+	    has_control(c->auth_realm)) {
+		st->lineno = st->key_line[key_find("proxy", "auth_realm")];
+		key_error(st, &keys[key_find("proxy", "auth_realm")],
+		          "a name without quotes, backslashes or control characters",
+		          c->auth_realm);
+	}
+	if (c->auth_file[0] != '\0' && st->err_line == 0) {
+		char why[512];
+		c->auth = auth_load(c->auth_file, why, sizeof why);
+		if (c->auth == NULL)
+			load_error(st, st->key_line[key_find("proxy", "auth_file")],
+			           "[proxy] auth_file: %s", why);
 	}
 	if (c->has_admin) {
 		for (int i = 0; i < c->n_listen; i++) {
@@ -1172,6 +1199,7 @@ config_put(struct config *c)
 	old = atomic_fetch_sub_explicit(&box->refs, 1, memory_order_acq_rel);
 	assert(old >= 1);
 	if (old == 1) {
+		auth_free(c->auth);
 		box->magic = 0;
 		free(box);
 	}

@@ -9,6 +9,7 @@
  * both sides want keep-alive and the daemon is not stopping.
  */
 #include "corral/exchange.h"
+#include "corral/auth.h"
 #include "corral/config.h"
 #include "corral/forward.h"
 #include "corral/io.h"
@@ -177,6 +178,24 @@ static void answer_locally(struct exchange *x)
 	evbuffer_free(b);
 }
 
+/* 407: [proxy] auth_file is set and the request has no credentials that
+ * match it (RFC 9110 11.7.1). Closed after, like every answer of corral's
+ * own: a browser asks its user and sends the request again. */
+static void require_credentials(struct exchange *x)
+{
+	static const char body[] = "407 Proxy Authentication Required\n"
+	                           "this proxy needs a user name and password\n";
+	char challenge[256];
+	snprintf(challenge, sizeof challenge,
+	         "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n",
+	         x->cfg->auth_realm);
+	stats_inc(STAT_requests_unauthenticated_total);
+	x->result = "TCP_DENIED";
+	x->hierarchy = "HIER_NONE";
+	x->close_after = 1;
+	exchange_reply(x, 407, challenge, "text/plain; charset=utf-8", body, sizeof body - 1);
+}
+
 static void dispatch(struct exchange *x)
 {
 	struct request *r = &x->req;
@@ -184,6 +203,12 @@ static void dispatch(struct exchange *x)
 		stats_inc(STAT_requests_denied_total);
 		x->result = "TCP_DENIED";
 		exchange_error(x, 403, "your address is not allowed to use this proxy");
+		return;
+	}
+	if (x->cfg->auth &&
+	    (x->user = auth_check(x->cfg->auth, headers_get(&r->headers,
+	                                                     "Proxy-Authorization"))) == NULL) {
+		require_credentials(x);
 		return;
 	}
 	if (strcmp(r->method, "CONNECT") == 0) {
@@ -226,6 +251,7 @@ static void log_exchange(struct exchange *x)
 		.start_ms = x->start_ms,
 		.elapsed_ms = mono_ms() - x->start_mono,
 		.client = x->s->peer_text,
+		.user = x->user,
 		.result = x->result ? x->result : "NONE_NONE",
 		.status = x->status,
 		.bytes = x->bytes_out,

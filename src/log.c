@@ -164,7 +164,9 @@ static size_t squid_line(const struct access_record *r, char *buf, size_t size)
 	strbuf_str(&l, r->method);
 	strbuf_char(&l, ' ');
 	strbuf_str(&l, r->url);
-	strbuf_str(&l, " - ");
+	strbuf_char(&l, ' ');
+	strbuf_str(&l, dash(r->user));
+	strbuf_char(&l, ' ');
 	strbuf_str(&l, r->hierarchy);
 	strbuf_char(&l, '/');
 	strbuf_str(&l, dash(r->upstream));
@@ -221,8 +223,8 @@ void log_access(const struct access_record *r)
 		strftime(date, sizeof date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
 		char url[2048], referer[1024], agent[1024];
 		n = snprintf(line, sizeof line,
-		             "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" %lld %s %s/%s\n",
-		             r->client, date, r->method, quoted_field(r->url, url, sizeof url),
+		             "%s - %s [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" %lld %s %s/%s\n",
+		             r->client, dash(r->user), date, r->method, quoted_field(r->url, url, sizeof url),
 		             dash(r->http_version), r->status, (unsigned long long)r->bytes,
 		             quoted_field(dash(r->referer), referer, sizeof referer),
 		             quoted_field(dash(r->user_agent), agent, sizeof agent),

@@ -292,7 +292,7 @@ void tunnel_run(struct exchange *x)
 	/* log now: the session leaves this thread */
 	struct access_record rec = {
 		.start_ms = x->start_ms, .elapsed_ms = mono_ms() - x->start_mono,
-		.client = x->s->peer_text, .result = "TCP_TUNNEL", .status = 200,
+		.client = x->s->peer_text, .user = x->user, .result = "TCP_TUNNEL", .status = 200,
 		.bytes = x->bytes_out, .method = "CONNECT", .url = x->req.url,
 		.hierarchy = "HIER_DIRECT", .upstream = x->upstream, .mime = "-",
 		.http_version = "HTTP/1.1",

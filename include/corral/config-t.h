@@ -18,6 +18,8 @@
 #define CONFIG_MAX_ALLOW 64
 #define CONFIG_MAX_PORTS 32
 
+struct auth;
+
 /* One address to listen on: "127.0.0.1:3128" or "[::1]:3128". */
 struct config_listen {
 	struct sockaddr_storage addr;
@@ -72,6 +74,10 @@ struct config {
 	int max_connections;        /* 4096 */
 	int via;                    /* 1: add "Via: 1.1 corral" */
 	enum forwarded_for forwarded_for; /* on */
+	char auth_file[4096];       /* "" none, else an htpasswd file (auth.h) */
+	char auth_realm[128];       /* "corral" */
+	struct auth *auth;          /* auth_file read, when given: owned by this
+	                               config, freed with it */
 	int64_t shutdown_grace_ms;  /* 10s: SIGTERM waits this long for requests in flight */
 	int64_t keepalive_linger_ms;/* 50ms: a worker waits this long for the next request */
 	int connect_ports[CONFIG_MAX_PORTS]; /* CONNECT allowed to these ports: 443 */

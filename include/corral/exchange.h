@@ -26,6 +26,8 @@ struct exchange {
 	int status;
 	uint64_t bytes_out;       /* head and body bytes written to the client */
 	const char *result;       /* Squid result code */
+	const char *user;         /* the authenticated user ([proxy] auth_file;
+	                             in cfg->auth), or NULL */
 	const char *hierarchy;    /* HIER_DIRECT / HIER_NONE */
 	char upstream[64];        /* upstream address */
 	char mime[128];

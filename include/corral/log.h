@@ -34,6 +34,7 @@ struct access_record {
 	int64_t start_ms;        /* wall clock, ms since the epoch */
 	int64_t elapsed_ms;
 	const char *client;      /* client address text */
+	const char *user;        /* the authenticated user, or NULL ("-") */
 	const char *result;      /* Squid result code: TCP_MISS, TCP_DENIED, NONE_NONE... */
 	int status;
 	uint64_t bytes;          /* bytes written to the client, head and body */

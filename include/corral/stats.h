@@ -17,6 +17,7 @@
 	X(connections_idle, "keep-alive connections waiting in the session waiter (gauge)") \
 	X(requests_total, "requests read from clients") \
 	X(requests_denied_total, "requests answered 403: client address not allowed") \
+	X(requests_unauthenticated_total, "requests answered 407: no credentials matching [proxy] auth_file") \
 	X(requests_bad_total, "requests answered 400: malformed") \
 	X(requests_too_large_total, "requests answered 413, 414 or 431") \
 	X(requests_destination_denied_total, "requests answered 403: destination not allowed") \

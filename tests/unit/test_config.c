@@ -122,6 +122,9 @@ check_same_config(const char *file, int line, const char *what,
 	SAME(max_connections);
 	SAME(via);
 	SAME(forwarded_for);
+	check(strcmp(a->auth_file, b->auth_file) == 0, file, line, "%s: auth_file differs", what);
+	check(strcmp(a->auth_realm, b->auth_realm) == 0, file, line, "%s: auth_realm differs",
+	      what);
 	SAME(shutdown_grace_ms);
 	SAME(keepalive_linger_ms);
 	SAME(n_connect_ports);
@@ -183,6 +186,8 @@ test_defaults(void)
 	CHECK_INT(d.max_connections, 4096);
 	CHECK_INT(d.via, 1);
 	CHECK_INT(d.forwarded_for, FORWARDED_FOR_ON);
+	CHECK_STR(d.auth_file, "");
+	CHECK_STR(d.auth_realm, "corral");
 	CHECK_INT(d.shutdown_grace_ms, 10000);
 	CHECK_INT(d.keepalive_linger_ms, 50);
 	CHECK_INT(d.n_connect_ports, 1);
@@ -457,6 +462,7 @@ test_full_file(void)
 	    "max_connections = 123\n"
 	    "via = off\n"
 	    "forwarded_for = Truncate\n"
+	    "auth_realm = Office\n"
 	    "shutdown_grace = 0\n"
 	    "keepalive_linger = 0\n"
 	    "connect_ports = 443, 8443 ,563\n"
@@ -508,6 +514,8 @@ test_full_file(void)
 	CHECK_INT(c->max_connections, 123);
 	CHECK_INT(c->via, 0);
 	CHECK_INT(c->forwarded_for, FORWARDED_FOR_TRUNCATE);
+	CHECK_STR(c->auth_realm, "Office");
+	CHECK(c->auth == NULL);
 	CHECK_INT(c->shutdown_grace_ms, 0);
 	CHECK_INT(c->keepalive_linger_ms, 0);
 	CHECK_INT(c->n_connect_ports, 3);
@@ -735,6 +743,10 @@ test_errors(void)
 	CHECK_LOAD_FAILS("[proxy]\nforwarded_for = yes\n",
 	                 "test.ini:2: [proxy] forwarded_for: expected on, off, transparent, "
 	                 "truncate or delete, got 'yes'");
+	CHECK_LOAD_FAILS("[proxy]\nauth_realm = a \"b\"\n",
+	                 "test.ini:2: [proxy] auth_realm: expected a name without quotes");
+	CHECK_LOAD_FAILS("[proxy]\nauth_file = /nonexistent/users\n",
+	                 "test.ini:2: [proxy] auth_file: /nonexistent/users: cannot open");
 	CHECK_LOAD_FAILS("[admin]\nlisten = 3129\n",
 	                 "test.ini:2: [admin] listen: expected", "got '3129'");
 	CHECK_LOAD_FAILS("[proxy]\nconnect_ports = 443, https\n",

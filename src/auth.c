@@ -1,0 +1,296 @@
+/*
+ * auth.c — proxy authentication against an htpasswd file (see auth.h).
+ *
+ * The users are sorted by name for bsearch. A credential is checked by its
+ * hash only once: then its Proxy-Authorization value (the base64 after
+ * "Basic") goes into `remembered`, a direct-mapped table of AUTH_REMEMBERED
+ * slots, so that a browser's following requests cost a string compare. A
+ * collision only makes a credential pay for its hash again. A name that is
+ * not in the file costs a hash too (of the first user's kind), so that the
+ * time of a refusal does not say whether the name exists.
+ */
+#include "corral/auth.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AUTH_FILE_MAX (1 << 20) /* an htpasswd file larger than 1 MiB is refused */
+#define AUTH_LINE_MAX 1024
+#define AUTH_TOKEN_MAX 1024     /* longer Proxy-Authorization values are refused */
+
+struct auth_user {
+	char *name;
+	char *hash;
+};
+
+struct auth {
+	struct auth_user *users;  /* sorted by name; read-only after auth_load */
+	int n;
+	pthread_mutex_t lock;
+	/* under lock: */
+	struct {
+		char *token;              /* the base64 credentials, or NULL */
+		const char *user;         /* users[i].name */
+	} remembered[AUTH_REMEMBERED];
+};
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct auth_user *)a)->name, ((const struct auth_user *)b)->name);
+}
+
+void auth_free(struct auth *a)
+{
+	if (a == NULL)
+		return;
+	for (int i = 0; i < a->n; i++) {
+		free(a->users[i].name);
+		free(a->users[i].hash);
+	}
+	for (int i = 0; i < AUTH_REMEMBERED; i++)
+		free(a->remembered[i].token);
+	free(a->users);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+int auth_users(const struct auth *a)
+{
+	return a->n;
+}
+
+/* The file's text, NUL-terminated: a regular file (not a FIFO that would
+ * block the reload, nor a device) of at most AUTH_FILE_MAX bytes. */
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	char *text = NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+	} else if (st.st_size > AUTH_FILE_MAX) {
+		snprintf(err, errlen, "%s: larger than %d bytes", path, AUTH_FILE_MAX);
+	} else if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+	} else {
+		size_t len = 0;
+		ssize_t r;
+		while (len < (size_t)st.st_size &&
+		       (r = read(fd, text + len, (size_t)st.st_size - len)) > 0)
+			len += (size_t)r;
+		text[len] = '\0';
+		if (memchr(text, '\0', len) != NULL) {
+			snprintf(err, errlen, "%s: contains a NUL byte", path);
+			free(text);
+			text = NULL;
+		}
+	}
+	close(fd);
+	return text;
+}
+
+/* Why a "user:hash" line cannot be used, or NULL. */
+static const char *bad_line(const char *name, size_t nlen, const char *hash)
+{
+	if (nlen == 0)
+		return "an empty user name";
+	for (size_t i = 0; i < nlen; i++)
+		if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+			return "a user name with a space or a control character";
+	if (strncmp(hash, "$apr1$", 6) == 0 || strncmp(hash, "{SHA}", 5) == 0)
+		return "an Apache MD5 or SHA-1 hash, which crypt(3) does not check: make it "
+		       "with htpasswd -B (bcrypt)";
+	if (strncmp(hash, "$2a$", 4) != 0 && strncmp(hash, "$2b$", 4) != 0 &&
+	    strncmp(hash, "$2y$", 4) != 0 && strncmp(hash, "$5$", 3) != 0 &&
+	    strncmp(hash, "$6$", 3) != 0 && strncmp(hash, "$y$", 3) != 0)
+		return "not a bcrypt ($2y$), SHA-crypt ($5$, $6$) or yescrypt ($y$) hash";
+	if (crypt_checksalt(hash) != CRYPT_SALT_OK)
+		return "a hash this system's crypt(3) does not accept";
+	return NULL;
+}
+
+struct auth *auth_load(const char *path, char *err, size_t errlen)
+{
+	char *text = read_file(path, err, errlen);
+	if (text == NULL)
+		return NULL;
+	struct auth *a = calloc(1, sizeof *a);
+	int cap = 0, lineno = 0;
+	if (a == NULL)
+		goto nomem;
+	pthread_mutex_init(&a->lock, NULL);
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		size_t len = strlen(line);
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len == 0 || line[0] == '#')
+			continue;
+		const char *why = NULL;
+		char *colon = strchr(line, ':');
+		if (len > AUTH_LINE_MAX)
+			why = "a line longer than 1024 bytes";
+		else if (colon == NULL)
+			why = "expected user:hash";
+		else
+			why = bad_line(line, (size_t)(colon - line), colon + 1);
+		if (why) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto fail;
+		}
+		*colon = '\0';
+		for (int i = 0; i < a->n; i++)
+			if (strcmp(a->users[i].name, line) == 0) {
+				snprintf(err, errlen, "%s:%d: user '%s' given twice", path, lineno,
+				         line);
+				goto fail;
+			}
+		if (a->n == cap) {
+			int ncap = cap ? cap * 2 : 16;
+			struct auth_user *u = realloc(a->users, (size_t)ncap * sizeof *u);
+			if (u == NULL)
+				goto nomem;
+			a->users = u;
+			cap = ncap;
+		}
+		a->users[a->n].name = strdup(line);
+		a->users[a->n].hash = strdup(colon + 1);
+		a->n++;
+		if (!a->users[a->n - 1].name || !a->users[a->n - 1].hash)
+			goto nomem;
+	}
+	if (a->n == 0) {
+		snprintf(err, errlen, "%s: no users", path);
+		goto fail;
+	}
+	qsort(a->users, (size_t)a->n, sizeof *a->users, by_name);
+	free(text);
+	return a;
+nomem:
+	snprintf(err, errlen, "%s: out of memory", path);
+fail:
+	auth_free(a);
+	free(text);
+	return NULL;
+}
+
+int auth_base64_decode(const char *in, char *out, size_t outlen)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = 0, len = strlen(in);
+	uint32_t acc = 0;
+	int bits = 0;
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	if (strlen(in) - len > 2 || len % 4 == 1)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
+		if (p == NULL)
+			return -1;
+		acc = (acc << 6) | (uint32_t)(p - alphabet);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n + 1 >= outlen)
+				return -1;
+			out[n++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	if (outlen == 0)
+		return -1;
+	out[n] = '\0';
+	return (int)n;
+}
+
+/* Whether `password` hashes to `hash`, comparing in time that does not
+ * depend on where they differ. */
+static int password_matches(const char *password, const char *hash)
+{
+	struct crypt_data *cd = calloc(1, sizeof *cd);
+	if (cd == NULL)
+		return 0;
+	const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
+	int ok = 0;
+	if (out && strlen(out) == strlen(hash)) {
+		unsigned char diff = 0;
+		for (size_t i = 0; out[i]; i++)
+			diff |= (unsigned char)(out[i] ^ hash[i]);
+		ok = diff == 0;
+	}
+	free(cd);
+	return ok;
+}
+
+static uint32_t slot_of(const char *token)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *token; token++)
+		h = (h ^ (unsigned char)*token) * 16777619u;
+	return h % AUTH_REMEMBERED;
+}
+
+const char *auth_check(struct auth *a, const char *value)
+{
+	if (value == NULL || strncasecmp(value, "Basic", 5) != 0 ||
+	    (value[5] != ' ' && value[5] != '\t'))
+		return NULL;
+	const char *token = value + 5 + strspn(value + 5, " \t");
+	size_t tlen = strcspn(token, " \t");
+	if (tlen == 0 || tlen > AUTH_TOKEN_MAX || token[tlen + strspn(token + tlen, " \t")])
+		return NULL;
+	char tok[AUTH_TOKEN_MAX + 1];
+	memcpy(tok, token, tlen);
+	tok[tlen] = '\0';
+
+	uint32_t slot = slot_of(tok);
+	const char *user = NULL;
+	pthread_mutex_lock(&a->lock);
+	if (a->remembered[slot].token && strcmp(a->remembered[slot].token, tok) == 0)
+		user = a->remembered[slot].user;
+	pthread_mutex_unlock(&a->lock);
+	if (user)
+		return user;
+
+	char plain[AUTH_TOKEN_MAX];
+	if (auth_base64_decode(tok, plain, sizeof plain) < 0)
+		return NULL;
+	char *colon = strchr(plain, ':');
+	if (colon == NULL)
+		return NULL;
+	*colon = '\0';
+	struct auth_user key = { .name = plain };
+	const struct auth_user *u = bsearch(&key, a->users, (size_t)a->n, sizeof *a->users,
+	                                    by_name);
+	/* an unknown name costs a hash too: see the top of the file */
+	int ok = password_matches(colon + 1, u ? u->hash : a->users[0].hash) && u != NULL;
+	explicit_bzero(plain, sizeof plain);
+	if (!ok)
+		return NULL;
+	char *copy = strdup(tok);
+	pthread_mutex_lock(&a->lock);
+	if (copy) {
+		free(a->remembered[slot].token);
+		a->remembered[slot].token = copy;
+		a->remembered[slot].user = u->name;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return u->name;
+}

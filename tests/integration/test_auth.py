@@ -1,0 +1,143 @@
+"""Proxy authentication: [proxy] auth_file (an htpasswd file), HTTP Basic.
+
+A request without credentials that match the file gets 407 with a
+Proxy-Authenticate challenge and is logged TCP_DENIED/407; one with them is
+served as usual, logged with its user, and the origin never sees the
+credentials. CONNECT is held to the same rule. A reload reads the file again.
+A file corrald cannot use stops it at start with the file, line and why.
+"""
+import base64
+import signal
+import subprocess
+import warnings
+
+import pytest
+
+import origin as o
+from conftest import CORRALD, SCALE, clean_env, raw_request, wait_for
+from conftest import absolute_request as request
+
+
+def sha512_crypt(password):
+    out = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password.encode(),
+                         stdout=subprocess.PIPE, check=True)
+    return out.stdout.decode().strip()
+
+
+def bcrypt(password):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # libxcrypt's, as corrald's; removed from Python 3.13
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5))
+
+
+def basic(user, password):
+    return ("Proxy-Authorization",
+            "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
+
+
+@pytest.fixture
+def users(tmp_path):
+    path = tmp_path / "users.htpasswd"
+    path.write_text("# corral users\nalice:%s\nbob:%s\n" % (bcrypt("wonder land"),
+                                                           sha512_crypt("b0b:pw")))
+    return path
+
+
+def test_requests_need_credentials(corral, origin, users):
+    origin.route("/a", o.fixed(body=b"ok", headers=[("Cache-Control", "max-age=60")]))
+    c = corral("[proxy]\nauth_file = %s\nauth_realm = Office proxy\n" % users)
+    r = raw_request(c.port, request(origin, "/a"))
+    assert r.status == 407, r
+    assert r.header("proxy-authenticate") == 'Basic realm="Office proxy", charset="UTF-8"'
+    assert origin.count("/a") == 0
+    for creds in (basic("alice", "wonderland"), basic("carol", "wonder land"),
+                  ("Proxy-Authorization", "Bearer abc"), basic("alice", "")):
+        r = raw_request(c.port, request(origin, "/a", headers=[creds]))
+        assert r.status == 407, (creds, r)
+    assert origin.count("/a") == 0
+    # right: a miss, then a hit (the cache answers authenticated requests only)
+    for user, password in (("alice", "wonder land"), ("bob", "b0b:pw")):
+        r = raw_request(c.port, request(origin, "/a", headers=[basic(user, password)]))
+        assert (r.status, r.body) == (200, b"ok"), r
+    assert origin.count("/a") == 1
+    assert origin.last("/a").header("proxy-authorization") is None
+    r = raw_request(c.port, request(origin, "/a"))
+    assert r.status == 407, "a hit needs credentials too"
+    lines = c.wait_log_lines(8)
+    assert " TCP_DENIED/407 " in lines[0] and lines[0].split()[7] == "-", lines[0]
+    assert lines[5].split()[7] == "alice" and lines[6].split()[7] == "bob", lines[5:7]
+    m = c.metrics()
+    assert m["corral_requests_unauthenticated_total"] == 6, m
+
+
+def test_curl_with_proxy_user(corral, origin, users):
+    origin.route("/c", o.fixed(body=b"curl ok"))
+    c = corral("[proxy]\nauth_file = %s\n" % users)
+    rc, out, err = c.curl("--proxy-user", "bob:b0b:pw", "http://127.0.0.1:%d/c" % origin.port)
+    assert rc == 0 and out == b"curl ok", err
+    rc, out, err = c.curl("-w", "%{http_code}", "-o", "/dev/null",
+                          "http://127.0.0.1:%d/c" % origin.port)
+    assert out == b"407", (rc, out, err)
+
+
+def test_connect_needs_credentials(corral, origin, users):
+    origin.route("/t", o.fixed(body=b"tunnelled"))
+    c = corral("[proxy]\nauth_file = %s\n" % users)
+    target = "127.0.0.1:%d" % origin.port
+    r = raw_request(c.port, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target),
+                    "CONNECT")
+    assert r.status == 407 and r.header("proxy-authenticate"), r
+    assert origin.connections == 0
+    name, value = basic("alice", "wonder land")
+    with c.client() as cl:
+        cl.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\n\r\n" % (target, target, name,
+                                                                      value))
+        assert cl.read_response("CONNECT").status == 200
+        cl.send("GET /t HTTP/1.1\r\nHost: %s\r\n\r\n" % target)
+        r = cl.read_response()
+        assert (r.status, r.body) == (200, b"tunnelled"), r
+    assert origin.last("/t").header("proxy-authorization") is None
+    tunnel = [l for l in c.wait_log_lines(2) if "TCP_TUNNEL" in l]
+    assert tunnel and tunnel[0].split()[7] == "alice", tunnel
+
+
+def test_reload_reads_the_file_again(corral, origin, users, tmp_path):
+    origin.route("/r", o.fixed(body=b"r", headers=[("Cache-Control", "no-store")]))
+    c = corral("[proxy]\nauth_file = %s\n" % users)
+    alice = basic("alice", "wonder land")
+    assert raw_request(c.port, request(origin, "/r", headers=[alice])).status == 200
+    users.write_text("alice:%s\n" % sha512_crypt("new password"))
+    c.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in c.stderr_text(), timeout=10 * SCALE,
+             what="the reload")
+    # the password remembered from before the reload is forgotten with it
+    assert raw_request(c.port, request(origin, "/r", headers=[alice])).status == 407
+    new = basic("alice", "new password")
+    assert raw_request(c.port, request(origin, "/r", headers=[new])).status == 200
+    # a file that cannot be used keeps the running config (and its users)
+    users.write_text("alice:$apr1$x$y\n")
+    c.signal(signal.SIGHUP)
+    wait_for(lambda: "htpasswd -B" in c.stderr_text(), timeout=10 * SCALE,
+             what="the refused reload")
+    assert raw_request(c.port, request(origin, "/r", headers=[new])).status == 200
+    assert c.alive()
+
+
+@pytest.mark.parametrize("content, why", [
+    ("alice:$apr1$x$y\n", "users.htpasswd:1: an Apache MD5 or SHA-1 hash"),
+    ("# nobody\n", "users.htpasswd: no users"),
+    (None, "users.htpasswd: cannot open"),
+])
+def test_unusable_auth_file_stops_the_start(tmp_path, content, why):
+    users = tmp_path / "users.htpasswd"
+    if content is not None:
+        users.write_text(content)
+    ini = tmp_path / "corral.ini"
+    ini.write_text("[proxy]\nlisten = 127.0.0.1:1\nauth_file = %s\n" % users)
+    p = subprocess.run([CORRALD, "-c", str(ini)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+                       timeout=10 * SCALE)
+    err = p.stderr.decode()
+    assert p.returncode != 0, err
+    assert "corral.ini:3: [proxy] auth_file: " in err and why in err, err
