@@ -85,7 +85,14 @@ enum resphead_event resphead_line(struct resphead *h, const char *buf, size_t le
 		l--;
 	if (h->final)
 		return RESPHEAD_TRAILER;
-	if (l >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+	/* a status line only where a head begins: libcurl takes "HTTP/1.1
+	 * 200: x" inside a head for a field, and starting a new head there
+	 * would drop the fields before it (Transfer-Encoding: chunked) that
+	 * libcurl frames the body by, so that corral relayed it with a later
+	 * Content-Length and the rest of the body became a response of the
+	 * origin's choosing on the client's connection. Inside a head the
+	 * line's name is not a token: a 502. */
+	if (!h->in_head && l >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
 		status_line(h, buf, l);
 		return RESPHEAD_MORE;
 	}

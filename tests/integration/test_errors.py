@@ -419,6 +419,30 @@ def test_origin_status_lines_without_a_valid_code_get_502(corral, origin, case, 
     assert_serves(c, origin)
 
 
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+def test_status_line_inside_a_head_cannot_split_the_response(corral, origin, passed):
+    # libcurl reads "HTTP/1.1 200: x" inside a head as a field and frames the
+    # body by the chunked coding before it; had corral begun a new head
+    # there, it would have relayed "Content-Length: 2", and the rest of the
+    # chunk ("HTTP/1.1 200 OK ... evil") would have answered the client's
+    # next request on that connection
+    def handler(req, w):
+        w.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nHTTP/1.1 200: x\r\n"
+               b"Content-Length: 2\r\nCache-Control: max-age=60\r\n\r\n"
+               b"2c\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil\r\n0\r\n\r\n")
+    origin.route("/split", handler)
+    c = corral()
+    headers = [("Cache-Control", "no-store")] if passed else []
+    with RawClient(c.port) as cl:
+        cl.send(request(origin, "/split", headers=headers) +
+                request(origin, "/next", headers=[("Connection", "close")]))
+        raw = cl.reader.read_until_eof()
+    assert raw.startswith(b"HTTP/1.1 502 "), raw[:200]
+    assert b"evil" not in raw, raw
+    assert raw.count(b"HTTP/1.1 ") == 1, raw  # closed after the 502
+    assert_serves(c, origin)
+
+
 @pytest.mark.parametrize("line, status, reason", [
     (b"HTTP/1.1 200", 200, "OK"),             # no reason, no space: RFC 9112 4 allows it
     (b"HTTP/1.1 299 Custom", 299, "Custom"),  # unknown codes pass as they are
