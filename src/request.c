@@ -75,21 +75,32 @@ static int flush_header(struct request *r)
 	return 0;
 }
 
+/* Trailer fields of a chunked body come through these callbacks too, after
+ * the head: they are dropped (RFC 9112 7.1.2 lets a recipient that removes
+ * the chunked coding discard them; corral re-frames the body). Taken as
+ * fields, they were added to the request's headers when the body had come
+ * with the head (one write), and sent upstream as headers. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct request *r = req_of(p);
+	if (r->headers_complete)
+		return 0;
 	if (r->in_value) {
 		if (flush_header(r) < 0)
 			return -1;
 		r->in_value = 0;
 	}
+	/* ": " and CRLF once per field, however many reads its name took */
+	size_t framing = evbuffer_get_length(r->field) == 0 ? 4 : 0;
 	evbuffer_add(r->field, at, len);
-	return count_head(r, len + 4);
+	return count_head(r, len + framing);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct request *r = req_of(p);
+	if (r->headers_complete)
+		return 0;
 	r->in_value = 1;
 	evbuffer_add(r->value, at, len);
 	return count_head(r, len);

@@ -284,6 +284,20 @@ def test_via_names_the_protocol_the_request_came_in(corral, origin, version, cac
     assert via_tokens(origin.last("/viav").headers)[-1] == version[5:] + " corral"
 
 
+def test_request_trailers_are_not_sent_as_headers(corral, origin):
+    # a chunked upload's trailer fields, in the same write as its head, were
+    # taken as more header fields and sent upstream (Authorization included)
+    origin.route("/up", o.echo())
+    c = corral()
+    r = raw_request(c.port, request(origin, "/up", "POST", [("Transfer-Encoding", "chunked")])
+                    + b"5\r\nhello\r\n0\r\nAuthorization: Bearer smuggled\r\n"
+                      b"X-Injected: from-trailer\r\n\r\n")
+    assert r.status == 200, r
+    got = origin.last("/up")
+    assert got.header("authorization") is None and got.header("x-injected") is None, \
+        got.headers
+
+
 # [proxy] forwarded_for, as Squid's: what the origin sees when the client
 # sent two X-Forwarded-For lines of its own
 FORWARDED_FOR = {

@@ -15,6 +15,11 @@
 #include "corral/session.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -675,6 +680,8 @@ test_request_bodies(void)
 	CHECK_INT(read_body(&r, body, sizeof body), 7);
 	CHECK_STR(body, "abcdefg");
 	CHECK_INT(r.message_complete, 1);
+	CHECK_INT(r.headers.n, 2); /* the trailer field is dropped */
+	CHECK_NULL(headers_get(&r.headers, "X-Trailer"));
 	request_free(&r);
 
 	CHECK_INT(read_one(&c, &r, NULL, 0), REQUEST_OK);
@@ -873,6 +880,107 @@ test_request_checks_that_pass(void)
 	conn_close(&c);
 }
 
+/* Trailer fields are not headers, whether the body came with the head (one
+ * write: llhttp parses it all before the head is used) or after it. */
+static void
+test_request_trailers_dropped(void)
+{
+	static const char head[] = "POST http://h/t HTTP/1.1\r\nHost: h\r\n"
+	                           "Transfer-Encoding: chunked\r\n\r\n";
+	static const char body_trailers[] = "5\r\nhello\r\n0\r\n"
+	                                    "Authorization: Bearer smuggled\r\n"
+	                                    "X-Injected: from-trailer\r\nCookie: a=b\r\n\r\n";
+	for (int one_write = 1; one_write >= 0; one_write--) {
+		struct conn c;
+		struct request r;
+		char body[64], all[512];
+		if (!CHECK(conn_open(&c)))
+			return;
+		snprintf(all, sizeof all, "%s%s", head, one_write ? body_trailers : "");
+		CHECK_INT(read_one(&c, &r, all, 0), REQUEST_OK);
+		CHECK_INT(r.headers.n, 2);
+		if (!one_write)
+			conn_sends(&c, body_trailers);
+		CHECK_INT(read_body(&r, body, sizeof body), 5);
+		CHECK_STR(body, "hello");
+		CHECK_INT(r.message_complete, 1);
+		CHECK_INT(r.headers.n, 2);
+		CHECK_NULL(headers_get(&r.headers, "Authorization"));
+		CHECK_NULL(headers_get(&r.headers, "X-Injected"));
+		CHECK_NULL(headers_get(&r.headers, "Cookie"));
+		request_free(&r);
+		conn_close(&c);
+	}
+}
+
+/* Writes `data` to `fd` a byte at a time, each once the reader has taken
+ * the one before (nothing left in the socket), so that every read of the
+ * request reader gets one byte. */
+struct trickle {
+	int fd;
+	const char *data;
+};
+
+static void *
+trickle_run(void *arg)
+{
+	const struct trickle *t = arg;
+	for (const char *p = t->data; *p; p++) {
+		if (write(t->fd, p, 1) != 1)
+			break;
+		struct timespec now, deadline;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += 10;
+		int queued = 1;
+		while (ioctl(t->fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > deadline.tv_sec ||
+			    (now.tv_sec == deadline.tv_sec && now.tv_nsec > deadline.tv_nsec))
+				return NULL; /* the reader stopped: it answered already */
+			sched_yield();
+		}
+	}
+	return NULL;
+}
+
+/* max_request_header counts the head, not how it was cut into reads (": "
+ * and CRLF were counted once per piece of a field's name). */
+static void
+test_request_head_size_in_pieces(void)
+{
+	static const char head[] = "GET http://h/ HTTP/1.1\r\nHost: h\r\n"
+	                           "X-Long-Field-Name: v\r\n\r\n";
+	/* target 9, "Host" 4 + 4 + 1, "X-Long-Field-Name" 17 + 4 + 1 */
+	static const size_t size = 9 + 9 + 22;
+	struct conn c;
+	struct request r;
+	config_defaults(&cfg);
+	cfg.max_request_header = size - 1;
+	if (!CHECK(conn_open(&c)))
+		return;
+	CHECK_INT(read_one(&c, &r, head, 1), REQUEST_ERROR);
+	CHECK_INT(r.error_status, 431);
+	request_free(&r);
+	conn_close(&c);
+	cfg.max_request_header = size;
+	for (int pieces = 0; pieces <= 1; pieces++) {
+		if (!CHECK(conn_open(&c)))
+			return;
+		pthread_t th;
+		struct trickle t = { c.peer, head };
+		if (pieces)
+			CHECK_INT(pthread_create(&th, NULL, trickle_run, &t), 0);
+		CHECK_INT(read_one(&c, &r, pieces ? NULL : head, 0), REQUEST_OK);
+		CHECK_INT(r.error_status, 0);
+		CHECK_STR(headers_get(&r.headers, "X-Long-Field-Name"), "v");
+		if (pieces)
+			pthread_join(th, NULL);
+		request_free(&r);
+		conn_close(&c);
+	}
+	config_defaults(&cfg);
+}
+
 static void
 test_request_limits(void)
 {
@@ -976,5 +1084,7 @@ main(void)
 	test_request_errors();
 	test_request_checks_that_pass();
 	test_request_limits();
+	test_request_trailers_dropped();
+	test_request_head_size_in_pieces();
 	return check_summary("http");
 }
