@@ -88,6 +88,9 @@ $(BUILD)/fuzz/%.o: fuzz/%.c | $(BUILD)/fuzz
 
 .SECONDARY: $(patsubst %,$(BUILD)/fuzz/fuzz_%.o,$(FUZZ_NAMES)) $(BUILD)/fuzz/replay.o
 
+# fuzz_request cuts the client's bytes into small reads (fuzz/fuzz_request.c)
+$(BUILD)/fuzz/replay_request $(BUILD)/fuzz/fuzz_request: LDFLAGS += -Wl,--wrap=evbuffer_read
+
 # A fuzz target with replay.c's main: runs the inputs it is given.
 $(BUILD)/fuzz/replay_%: $(BUILD)/fuzz/fuzz_%.o $(BUILD)/fuzz/replay.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
