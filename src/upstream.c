@@ -298,11 +298,55 @@ void upstream_forwarding_init(struct upstream_forwarding *fw, const struct confi
 	snprintf(fw->client, sizeof fw->client, "%s", client);
 }
 
-/* The X-Forwarded-For line, by [proxy] forwarded_for (the client's lines
- * were left out unless it is transparent): on and off append to what the
- * client sent, one line for all of it (RFC 7239 has Forwarded for a
- * standard form; X-Forwarded-For is what origins read). */
-static int add_forwarded_for(struct slist *l, const struct http_headers *headers,
+/* The client's X-Forwarded-For lines as one list (Squid joins them too):
+ * each comma-separated item trimmed, empty ones left out. Past
+ * XFF_CHAIN_MAX it is "error", as Squid makes it: a forwarding loop, most
+ * likely, whose line would otherwise grow to the head's limit. */
+#define XFF_CHAIN_MAX (32 * 1024)
+struct xff_chain {
+	char *p;              /* NUL-terminated, or NULL: nothing yet */
+	size_t len, cap;
+	int nomem;
+};
+
+static void xff_chain_add(struct xff_chain *c, const char *value)
+{
+	for (const char *item = value; *item;) {
+		const char *comma = strchr(item, ',');
+		const char *end = comma ? comma : item + strlen(item);
+		const char *a = item, *b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		size_t n = (size_t)(b - a);
+		if (n > 0 && c->len + n + 3 > c->cap) {
+			size_t cap = (c->len + n + 3) * 2;
+			char *p = realloc(c->p, cap);
+			if (p == NULL) {
+				c->nomem = 1;
+				return;
+			}
+			c->p = p;
+			c->cap = cap;
+		}
+		if (n > 0) {
+			if (c->len > 0) {
+				memcpy(c->p + c->len, ", ", 2);
+				c->len += 2;
+			}
+			memcpy(c->p + c->len, a, n);
+			c->len += n;
+			c->p[c->len] = '\0';
+		}
+		item = comma ? comma + 1 : end;
+	}
+}
+
+/* The X-Forwarded-For line, by [proxy] forwarded_for, after the client's
+ * lines (`prior`, those not hop-by-hop) were left out of the copy: on and
+ * off append to them, truncate sends the client alone, delete nothing. */
+static int add_forwarded_for(struct slist *l, const struct xff_chain *prior,
                              const struct upstream_forwarding *fw)
 {
 	const char *me = fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client;
@@ -316,23 +360,18 @@ static int add_forwarded_for(struct slist *l, const struct http_headers *headers
 	case FORWARDED_FOR_OFF:
 		break;
 	}
-	char *prior = headers_join(headers, "X-Forwarded-For");
-	if (prior == NULL || prior[strspn(prior, " \t,")] == '\0') {
-		free(prior);
+	if (prior->len == 0)
 		return slist_add(l, "X-Forwarded-For", me);
-	}
-	size_t plen = strlen(prior), mlen = strlen(me);
+	const char *chain = prior->len > XFF_CHAIN_MAX ? "error" : prior->p;
+	size_t plen = strlen(chain), mlen = strlen(me);
 	char *value = malloc(plen + 2 + mlen + 1);
-	if (value == NULL) {
-		free(prior);
+	if (value == NULL)
 		return -1;
-	}
-	memcpy(value, prior, plen);
+	memcpy(value, chain, plen);
 	memcpy(value + plen, ", ", 2);
 	memcpy(value + plen + 2, me, mlen + 1);
 	int rc = slist_add(l, "X-Forwarded-For", value);
 	free(value);
-	free(prior);
 	return rc;
 }
 
@@ -341,6 +380,7 @@ int upstream_request_headers(const char *method, const struct http_headers *head
                              int for_cache, struct curl_slist **out)
 {
 	int own_xff = fw->forwarded_for != FORWARDED_FOR_TRANSPARENT;
+	struct xff_chain prior = { NULL, 0, 0, 0 };
 	struct slist l = { NULL, NULL };
 	int has_accept = 0;
 	int max_fwd_method = strcmp(method, "TRACE") == 0 || strcmp(method, "OPTIONS") == 0;
@@ -354,9 +394,12 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 		if (http_hop_has(&hop, name) || strcasecmp(name, "Host") == 0 ||
 		    strcasecmp(name, "Expect") == 0 ||
 		    (has_body && strcasecmp(name, "Content-Length") == 0) ||
-		    (for_cache && strncasecmp(name, "If-", 3) == 0) ||
-		    (own_xff && strcasecmp(name, "X-Forwarded-For") == 0))
+		    (for_cache && strncasecmp(name, "If-", 3) == 0))
 			continue;
+		if (own_xff && strcasecmp(name, "X-Forwarded-For") == 0) {
+			xff_chain_add(&prior, value);
+			continue;
+		}
 		if (strcasecmp(name, "Accept") == 0)
 			has_accept = 1;
 		/* decremented when it is 1*DIGIT; any other value is as if absent
@@ -372,14 +415,17 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 	}
 	if (fw->via && slist_add(&l, "Via", fw->via) < 0)
 		goto nomem;
-	if (add_forwarded_for(&l, headers, fw) < 0)
+	if (prior.nomem || add_forwarded_for(&l, &prior, fw) < 0)
 		goto nomem;
+	free(prior.p);
+	prior.p = NULL;
 	/* "Name:" with no value removes a header curl would add itself */
 	if ((!has_accept && slist_line(&l, "Accept:") < 0) || slist_line(&l, "Expect:") < 0)
 		goto nomem;
 	*out = l.first;
 	return 0;
 nomem:
+	free(prior.p);
 	curl_slist_free_all(l.first);
 	return -1;
 }

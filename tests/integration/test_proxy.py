@@ -321,6 +321,25 @@ def test_forwarded_for_modes(corral, origin, mode, cached):
     assert origin.last("/xff").header_all("x-forwarded-for") == FORWARDED_FOR[mode]
 
 
+@pytest.mark.parametrize("sent, seen", [
+    # named in Connection: hop-by-hop, so not passed on (and not appended to)
+    ([("Connection", "X-Forwarded-For"), ("X-Forwarded-For", "10.6.6.6")], ["127.0.0.1"]),
+    # empty items and spaces are not passed on
+    ([("X-Forwarded-For", " 10.1.2.3 ,, "), ("X-Forwarded-For", "")],
+     ["10.1.2.3, 127.0.0.1"]),
+    ([("X-Forwarded-For", ", ,")], ["127.0.0.1"]),
+    # a chain past 32 KiB (a forwarding loop) is "error", as Squid makes it
+    ([("X-Forwarded-For", ", ".join(["10.0.0.%d" % (i % 250) for i in range(3500)]))],
+     ["error, 127.0.0.1"]),
+])
+def test_forwarded_for_chain(corral, origin, sent, seen):
+    origin.route("/xffc", o.fixed(body=b"c", headers=[("Cache-Control", "no-store")]))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/xffc", headers=sent))
+    assert r.status == 200, r
+    assert origin.last("/xffc").header_all("x-forwarded-for") == seen
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1", "[::]"])
 def test_forwarded_for_by_default_names_the_client(corral, origin, listen):
     # the default is on; an IPv4 client of a dual-stack listener is written
