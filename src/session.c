@@ -45,17 +45,20 @@ struct session *session_new(int fd, const struct sockaddr *sa, socklen_t len)
 	s->magic = SESSION_MAGIC;
 	s->fd = fd;
 	memcpy(&s->peer, sa, len < sizeof s->peer ? len : sizeof s->peer);
-	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-	if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET) {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
 		          s->peer_text, sizeof s->peer_text);
-	else if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6))
+	} else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 a6;
+		memcpy(&a6, sa, sizeof a6);
 		/* an IPv4 client of a dual-stack listener: written as IPv4 in
 		 * the logs and X-Forwarded-For, as Squid writes it */
-		inet_ntop(AF_INET, &a6->s6_addr[12], s->peer_text, sizeof s->peer_text);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, a6, s->peer_text, sizeof s->peer_text);
-	else
+		if (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr))
+			inet_ntop(AF_INET, &a6.sin6_addr.s6_addr[12], s->peer_text,
+			          sizeof s->peer_text);
+		else
+			inet_ntop(AF_INET6, &a6.sin6_addr, s->peer_text, sizeof s->peer_text);
+	} else
 		strcpy(s->peer_text, "-");
 	stats_inc(STAT_connections_active);
 	return s;
