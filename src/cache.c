@@ -34,6 +34,7 @@ static struct {
 	struct keyhead **buckets;
 	size_t nbuckets;                     /* a power of two */
 	size_t heads;                        /* in the buckets */
+	size_t grow_at;                      /* heads past which to double */
 	struct entry *lru_first, *lru_last; /* most recently used first */
 	uint64_t memory, limit, max_object;
 	uint64_t objects;
@@ -59,6 +60,7 @@ int cache_init(void)
 {
 	table.buckets = calloc(BUCKETS_INITIAL, sizeof *table.buckets);
 	table.nbuckets = BUCKETS_INITIAL;
+	table.grow_at = BUCKETS_INITIAL * HEADS_PER_BUCKET;
 	return table.buckets ? 0 : -1;
 }
 
@@ -68,15 +70,19 @@ static struct keyhead **bucket_of(uint64_t hash)
 }
 
 /* Double the buckets when they hold more than HEADS_PER_BUCKET heads each.
- * Out of memory: the chains stay as they are. Table lock held. */
+ * Out of memory: the chains stay as they are until another bucketful of
+ * heads has come (not an allocation tried under the lock for every new
+ * head). Table lock held. */
 static void buckets_maybe_grow(void)
 {
-	if (table.heads <= table.nbuckets * HEADS_PER_BUCKET)
+	if (table.heads <= table.grow_at)
 		return;
 	size_t n = table.nbuckets * 2;
 	struct keyhead **b = calloc(n, sizeof *b);
-	if (b == NULL)
+	if (b == NULL) {
+		table.grow_at += table.nbuckets;
 		return;
+	}
 	for (size_t i = 0; i < table.nbuckets; i++) {
 		struct keyhead *h = table.buckets[i], *next;
 		for (; h; h = next) {
@@ -88,6 +94,7 @@ static void buckets_maybe_grow(void)
 	free(table.buckets);
 	table.buckets = b;
 	table.nbuckets = n;
+	table.grow_at = n * HEADS_PER_BUCKET;
 }
 
 size_t cache_buckets(void)
