@@ -292,9 +292,11 @@ static void serve_sessions(struct session *s)
 		s->nrequests++;
 		if (rr == REQUEST_ERROR) {
 			if (x.req.error_status) {
-				stats_inc(x.req.error_status == 408 ? STAT_client_timeouts_total
-				          : x.req.error_status == 400 ? STAT_requests_bad_total
-				          : STAT_requests_too_large_total);
+				int st = x.req.error_status;
+				stats_inc(st == 408 ? STAT_client_timeouts_total
+				          : st == 413 || st == 414 || st == 431
+				          ? STAT_requests_too_large_total
+				          : STAT_requests_bad_total);
 				exchange_error(&x, x.req.error_status, x.req.error_text
 				               ? x.req.error_text : "malformed request");
 				log_exchange(&x);
