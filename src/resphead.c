@@ -55,19 +55,24 @@ static void status_line(struct resphead *h, const char *buf, size_t l)
 	/* status-code = 3DIGIT (RFC 9112 4), valid in 100..599 (RFC 9110 15:
 	 * a client treats others as a 5xx, so this is a 502 rather than a
 	 * status relayed as "HTTP/1.1 600" or, from atoi, "HTTP/1.1 0") */
-	const char *sp = memchr(buf, ' ', l);
+	const char *end = buf + l;
+	const char *code = memchr(buf, ' ', l);
+	while (code && code < end && *code == ' ')
+		code++; /* one SP, or more as libcurl reads it */
 	size_t digits = 0;
 	h->status = 0;
-	while (sp && digits < 4 && (size_t)(sp + 1 - buf) + digits < l &&
-	       sp[1 + digits] >= '0' && sp[1 + digits] <= '9')
-		h->status = h->status * 10 + (sp[1 + digits++] - '0');
+	while (code && code + digits < end && digits < 4 && code[digits] >= '0' &&
+	       code[digits] <= '9')
+		h->status = h->status * 10 + (code[digits++] - '0');
 	if (digits != 3 || h->status < 100 || h->status > 599) {
 		h->status = 0;
 		h->bad = "the origin's status line has no valid status code (three digits, "
 		         "100 to 599)";
 	}
-	const char *rs = sp ? memchr(sp + 1, ' ', l - (size_t)(sp + 1 - buf)) : NULL;
-	size_t rlen = rs ? l - (size_t)(rs + 1 - buf) : 0;
+	/* the reason: after the code and one SP ("200OK" has none) */
+	const char *rs = code && code + digits < end && code[digits] == ' ' ? code + digits
+	                                                                   : NULL;
+	size_t rlen = rs ? (size_t)(end - (rs + 1)) : 0;
 	if (rlen >= sizeof h->reason)
 		rlen = sizeof h->reason - 1;
 	if (rs)

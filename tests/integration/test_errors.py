@@ -399,6 +399,7 @@ BAD_STATUS_LINES = {
     "two-digits": b"HTTP/1.1 20 OK",
     "below-100": b"HTTP/1.1 099 Odd",
     "above-599": b"HTTP/1.1 600 Odd",
+    "999": b"HTTP/1.1 999 Odd",
     "letters": b"HTTP/1.1 abc OK",
 }
 
@@ -448,6 +449,7 @@ def test_status_line_inside_a_head_cannot_split_the_response(corral, origin, pas
     (b"HTTP/1.1 299 Custom", 299, "Custom"),  # unknown codes pass as they are
     (b"HTTP/1.0 404 ", 404, "Not Found"),
     (b"HTTP/1.1 200OK", 200, "OK"),           # no SP after the code: libcurl reads 200 too
+    (b"HTTP/1.1  201 Made", 201, "Made"),     # two SPs before it: so does libcurl
 ])
 def test_origin_status_lines_that_pass(corral, origin, line, status, reason):
     def handler(req, w):
