@@ -118,7 +118,10 @@ integration: $(BUILD)/corrald
 # Every fuzz target over its corpus (fuzz/corpus/NAME: seeds and the inputs
 # that once found a bug), without libFuzzer.
 fuzz-replay: $(FUZZ_REPLAY)
-	@set -e; for n in $(FUZZ_NAMES); do ./$(BUILD)/fuzz/replay_$$n fuzz/corpus/$$n; done
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  [ -d fuzz/corpus/$$n ] || { echo "fuzz/corpus/$$n is missing: every target needs seeds" >&2; exit 1; }; \
+	  ./$(BUILD)/fuzz/replay_$$n fuzz/corpus/$$n; \
+	done
 
 check: unit fuzz-replay integration
 

@@ -12,7 +12,7 @@
  * request, If-Range against it).
  *
  * Checked for any input: a head passed on has a status in 200..599 (an
- * interim one 100..199), and no CR, LF or NUL in what it carries, and no
+ * interim one 100..199), and no CR or LF in what it carries, and no
  * framing or hop-by-hop field; a storable response has a positive
  * lifetime, and a reason (why) only when it is not storable.
  *

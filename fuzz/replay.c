@@ -30,8 +30,12 @@ static int run_file(const char *path)
 	size_t n;
 	while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
 		len += n;
-		if (len == cap)
-			buf = realloc(buf, cap *= 2);
+		if (len == cap) {
+			uint8_t *more = realloc(buf, cap *= 2);
+			if (more == NULL)
+				free(buf);
+			buf = more;
+		}
 	}
 	fclose(f);
 	if (buf == NULL) {
@@ -40,6 +44,11 @@ static int run_file(const char *path)
 	}
 	/* an exact-size copy, so that ASan sees a read past the input's end */
 	uint8_t *exact = malloc(len ? len : 1);
+	if (exact == NULL) {
+		fprintf(stderr, "%s: out of memory\n", path);
+		free(buf);
+		return -1;
+	}
 	memcpy(exact, buf, len);
 	free(buf);
 	LLVMFuzzerTestOneInput(exact, len);
