@@ -270,7 +270,13 @@ const char *auth_check(struct auth *a, const char *value)
 		return user;
 
 	char plain[AUTH_TOKEN_MAX];
-	if (auth_base64_decode(tok, plain, sizeof plain) < 0)
+	int plen = auth_base64_decode(tok, plain, sizeof plain);
+	/* RFC 7617 2: no control characters (a NUL would end the password
+	 * early: "secret\0anything" would pass for "secret") */
+	for (int i = 0; i < plen; i++)
+		if ((unsigned char)plain[i] < ' ' || plain[i] == 0x7f)
+			plen = -1;
+	if (plen < 0)
 		return NULL;
 	char *colon = strchr(plain, ':');
 	if (colon == NULL)

@@ -141,6 +141,9 @@ static void test_check(void)
 	CHECK_NULL(auth_check(a, basic("nobody:secret one")));
 	CHECK_NULL(auth_check(a, basic("zoe")));
 	CHECK_NULL(auth_check(a, basic("adam:p")));
+	/* control characters: a NUL would end the password early */
+	CHECK_NULL(auth_check(a, "Basic em9lOnNlY3JldCBvbmUAeA==")); /* "zoe:secret one\0x" */
+	CHECK_NULL(auth_check(a, "Basic em9lOnNlY3JldAlvbmU=")); /* a tab */
 	CHECK_NULL(auth_check(a, NULL));
 	CHECK_NULL(auth_check(a, "Basic"));
 	CHECK_NULL(auth_check(a, "Basic "));
