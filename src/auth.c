@@ -5,9 +5,19 @@
  * hash only once: then its Proxy-Authorization value (the base64 after
  * "Basic") goes into `remembered`, a direct-mapped table of AUTH_REMEMBERED
  * slots, so that a browser's following requests cost a string compare. A
- * collision only makes a credential pay for its hash again. A name that is
- * not in the file costs a hash too (of the first user's kind), so that the
- * time of a refusal does not say whether the name exists.
+ * collision only makes a credential pay for its hash again.
+ *
+ * A hash check is the expensive part (milliseconds of CPU; yescrypt's 16
+ * MiB of memory), and wrong credentials are checked every time they come,
+ * so at most AUTH_CHECKS_MAX (the CPUs, at least 2) run at once: more wait
+ * their turn (as Squid's fixed set of basic_ncsa_auth helpers queues them),
+ * and a flood of wrong passwords costs that many CPUs, not all of memory.
+ * Hashes dearer than bcrypt cost 14, 1,000,000 SHA-crypt rounds or
+ * yescrypt's default are refused when the file is read: one request would
+ * otherwise hold a CPU for minutes or days. A name that is not in the file
+ * costs a hash too, of the dearest user's kind (`dummy`), so that a refusal
+ * takes about as long whether the name exists or not (a file that mixes
+ * kinds and costs still shows which users have the cheaper ones).
  */
 #include "corral/auth.h"
 
@@ -35,6 +45,8 @@ struct auth_user {
 struct auth {
 	struct auth_user *users;  /* sorted by name; read-only after auth_load */
 	int n;
+	const char *dummy;        /* the dearest user's hash: checked for unknown
+	                             names */
 	pthread_mutex_t lock;
 	/* under lock: */
 	struct {
@@ -102,6 +114,34 @@ static char *read_file(const char *path, char *err, size_t errlen)
 	return text;
 }
 
+/* How dear checking `hash` is, in rough units (about 60 us each on this
+ * kind of machine: bcrypt cost 10 is 1,024), or -1 when it is dearer than
+ * auth_load takes. Only kinds bad_line accepts. */
+static double hash_cost(const char *hash)
+{
+	static const char itoa64[] =
+	    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	if (hash[0] == '$' && hash[1] == '2') { /* $2y$NN$ */
+		int cost = atoi(hash + 4);
+		return cost > 14 ? -1 : (double)(1u << cost);
+	}
+	if (hash[1] == '5' || hash[1] == '6') { /* $6$[rounds=N$] */
+		long rounds = 5000;
+		if (strncmp(hash + 3, "rounds=", 7) == 0)
+			rounds = strtol(hash + 10, NULL, 10);
+		return rounds > 1000000 ? -1 : (double)rounds / 150;
+	}
+	/* $y$PARAMS$: flags, then N and r as single itoa64 digits when no
+	 * larger than the default "j9T" (N = 4096, r = 32: 16 MiB) */
+	const char *params = hash + 3, *end = strchr(params, '$');
+	if (end == NULL || end - params != 3)
+		return -1;
+	const char *n = strchr(itoa64, params[1]), *r = strchr(itoa64, params[2]);
+	if (n == NULL || r == NULL || n > itoa64 + 11 || r > itoa64 + 31)
+		return -1;
+	return 800.0 * (double)(1u << (n - itoa64)) / 2048 * (double)(r - itoa64 + 1) / 32;
+}
+
 /* Why a "user:hash" line cannot be used, or NULL. */
 static const char *bad_line(const char *name, size_t nlen, const char *hash)
 {
@@ -119,6 +159,9 @@ static const char *bad_line(const char *name, size_t nlen, const char *hash)
 		return "not a bcrypt ($2y$), SHA-crypt ($5$, $6$) or yescrypt ($y$) hash";
 	if (crypt_checksalt(hash) != CRYPT_SALT_OK)
 		return "a hash this system's crypt(3) does not accept";
+	if (hash_cost(hash) < 0)
+		return "a hash dearer to check than bcrypt cost 14, 1000000 SHA-crypt rounds or "
+		       "yescrypt's default (one request would hold a CPU for that long)";
 	return NULL;
 }
 
@@ -180,6 +223,10 @@ struct auth *auth_load(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	qsort(a->users, (size_t)a->n, sizeof *a->users, by_name);
+	a->dummy = a->users[0].hash;
+	for (int i = 1; i < a->n; i++)
+		if (hash_cost(a->users[i].hash) > hash_cost(a->dummy))
+			a->dummy = a->users[i].hash;
 	free(text);
 	return a;
 nomem:
@@ -197,6 +244,10 @@ int auth_base64_decode(const char *in, char *out, size_t outlen)
 	size_t n = 0, len = strlen(in);
 	uint32_t acc = 0;
 	int bits = 0;
+	/* canonical only (RFC 4648 3.5): padded to a multiple of 4, the bits
+	 * past the last byte zero, so that one credential has one spelling */
+	if (len % 4 != 0)
+		return -1;
 	while (len > 0 && in[len - 1] == '=')
 		len--;
 	if (strlen(in) - len > 2 || len % 4 == 1)
@@ -214,27 +265,70 @@ int auth_base64_decode(const char *in, char *out, size_t outlen)
 			out[n++] = (char)((acc >> bits) & 0xff);
 		}
 	}
-	if (outlen == 0)
+	if (outlen == 0 || (acc & ((1u << bits) - 1)) != 0)
 		return -1;
 	out[n] = '\0';
 	return (int)n;
 }
 
-/* Whether `password` hashes to `hash`, comparing in time that does not
- * depend on where they differ. */
+/* At most `checks_max` password_matches at once (see the top). */
+static pthread_mutex_t checks_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t checks_done = PTHREAD_COND_INITIALIZER;
+static int checks_running, checks_max, checks_most; /* under checks_lock */
+
+static void check_begin(void)
+{
+	pthread_mutex_lock(&checks_lock);
+	if (checks_max == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		checks_max = cpus > 2 ? (int)cpus : 2;
+	}
+	while (checks_running >= checks_max)
+		pthread_cond_wait(&checks_done, &checks_lock);
+	if (++checks_running > checks_most)
+		checks_most = checks_running;
+	pthread_mutex_unlock(&checks_lock);
+}
+
+static void check_end(void)
+{
+	pthread_mutex_lock(&checks_lock);
+	checks_running--;
+	pthread_cond_signal(&checks_done);
+	pthread_mutex_unlock(&checks_lock);
+}
+
+void auth_checks_seen(int *most, int *max)
+{
+	pthread_mutex_lock(&checks_lock);
+	*most = checks_most;
+	*max = checks_max;
+	pthread_mutex_unlock(&checks_lock);
+}
+
+/* Whether a and b are the same string, in time that does not depend on
+ * where they differ (only on their lengths). */
+static int same_secret(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+	if (n != strlen(b))
+		return 0;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+/* Whether `password` hashes to `hash`. */
 static int password_matches(const char *password, const char *hash)
 {
 	struct crypt_data *cd = calloc(1, sizeof *cd);
 	if (cd == NULL)
 		return 0;
+	check_begin();
 	const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
-	int ok = 0;
-	if (out && strlen(out) == strlen(hash)) {
-		unsigned char diff = 0;
-		for (size_t i = 0; out[i]; i++)
-			diff |= (unsigned char)(out[i] ^ hash[i]);
-		ok = diff == 0;
-	}
+	check_end();
+	int ok = out != NULL && same_secret(out, hash);
 	free(cd);
 	return ok;
 }
@@ -263,7 +357,7 @@ const char *auth_check(struct auth *a, const char *value)
 	uint32_t slot = slot_of(tok);
 	const char *user = NULL;
 	pthread_mutex_lock(&a->lock);
-	if (a->remembered[slot].token && strcmp(a->remembered[slot].token, tok) == 0)
+	if (a->remembered[slot].token && same_secret(a->remembered[slot].token, tok))
 		user = a->remembered[slot].user;
 	pthread_mutex_unlock(&a->lock);
 	if (user)
@@ -279,14 +373,14 @@ const char *auth_check(struct auth *a, const char *value)
 	if (plen < 0)
 		return NULL;
 	char *colon = strchr(plain, ':');
-	if (colon == NULL)
-		return NULL;
+	if (colon == NULL || colon[1] == '\0')
+		return NULL; /* no password: refused, as Squid does */
 	*colon = '\0';
 	struct auth_user key = { .name = plain };
 	const struct auth_user *u = bsearch(&key, a->users, (size_t)a->n, sizeof *a->users,
 	                                    by_name);
 	/* an unknown name costs a hash too: see the top of the file */
-	int ok = password_matches(colon + 1, u ? u->hash : a->users[0].hash) && u != NULL;
+	int ok = password_matches(colon + 1, u ? u->hash : a->dummy) && u != NULL;
 	explicit_bzero(plain, sizeof plain);
 	if (!ok)
 		return NULL;

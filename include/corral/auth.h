@@ -33,7 +33,12 @@ int auth_users(const struct auth *a);
  * name stays valid while `a` does. */
 const char *auth_check(struct auth *a, const char *proxy_authorization);
 
-/* Decode base64 `in` (RFC 4648, padding optional, no whitespace) into out
+/* The most hash checks that ran at once so far, and the bound (for the
+ * tests). */
+void auth_checks_seen(int *most, int *max);
+
+/* Decode base64 `in` (RFC 4648, canonical: padded, unused bits zero, no
+ * whitespace) into out
  * (at most outlen - 1 bytes, NUL-terminated). Returns the length, or -1 when
  * `in` is not base64 or does not fit. For the unit tests too. */
 int auth_base64_decode(const char *in, char *out, size_t outlen);

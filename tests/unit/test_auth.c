@@ -10,6 +10,7 @@
 #include "corral/auth.h"
 
 #include <crypt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,6 @@ static void test_base64(void)
 	static const char *const vectors[][2] = {
 		{ "", "" }, { "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" },
 		{ "Zm9vYg==", "foob" }, { "Zm9vYmE=", "fooba" }, { "Zm9vYmFy", "foobar" },
-		{ "Zm9vYg", "foob" }, /* padding optional */
 		{ "dXNlcjpwOnc=", "user:p:w" },
 	};
 	for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
@@ -32,7 +32,9 @@ static void test_base64(void)
 		CHECK_INT(n, (int)strlen(vectors[i][1]));
 		CHECK_STR(out, vectors[i][1]);
 	}
-	static const char *const bad[] = { "Z", "Zm9v!", "Zm 9v", "Zm9v====", "Zg===", "Z===" };
+	/* not canonical too: unpadded, bits past the last byte not zero */
+	static const char *const bad[] = { "Z", "Zm9v!", "Zm 9v", "Zm9v====", "Zg===", "Z===",
+		                           "Zm9vYg", "Zh==", "Zm9=" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		check(auth_base64_decode(bad[i], out, sizeof out) == -1, __FILE__, __LINE__,
 		      "'%s' decoded", bad[i]);
@@ -75,6 +77,14 @@ static void test_load_errors(void)
 		{ "da ve:$6$salt$hash\n", "x.pw:1: a user name with a space" },
 		{ "eve:plaintext\n", "x.pw:1: not a bcrypt ($2y$), SHA-crypt" },
 		{ "# only a comment\n", "x.pw: no users" },
+		/* dearer than auth_load takes: one check would hold a CPU too long */
+		{ "gus:$2b$15$FA0mcwO5wShBBePu8jysjOabcdefghijklmnopqrstuvwxyzABCDE\n",
+		  "x.pw:1: a hash dearer to check" },
+		{ "hal:$6$rounds=2000000$saltsalt$"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		  "x.pw:1: a hash dearer to check" },
+		{ "ivy:$y$jAT$bdDPDwIpH/wxwO9vKdog4.$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		  "x.pw:1: a hash dearer to check" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *path = write_file("x.pw", cases[i].text);
@@ -120,14 +130,19 @@ static const char *basic(const char *user_colon_password)
 static void test_check(void)
 {
 	char bh[CRYPT_OUTPUT_SIZE], sh[CRYPT_OUTPUT_SIZE], text[2048], err[512] = "";
+	char yh[CRYPT_OUTPUT_SIZE];
 	hash_of("$2b$", "secret one", bh, sizeof bh);
+	hash_of("$y$", "yes", yh, sizeof yh); /* yescrypt's default: taken */
 	hash_of("$6$", "p:with:colons", sh, sizeof sh);
-	snprintf(text, sizeof text, "# corral users\r\nzoe:%s\r\nadam:%s\n", bh, sh);
+	snprintf(text, sizeof text, "# corral users\r\nzoe:%s\r\nadam:%s\nyann:%s\n", bh, sh, yh);
 	struct auth *a = auth_load(write_file("users.pw", text), err, sizeof err);
 	if (!check(a != NULL, __FILE__, __LINE__, "load failed: %s", err))
 		return;
-	CHECK_INT(auth_users(a), 2);
-	const char *u = auth_check(a, basic("zoe:secret one"));
+	const char *u;
+	CHECK_INT(auth_users(a), 3);
+	u = auth_check(a, basic("yann:yes"));
+	CHECK(u != NULL && strcmp(u, "yann") == 0);
+	u = auth_check(a, basic("zoe:secret one"));
 	CHECK(u != NULL && strcmp(u, "zoe") == 0);
 	/* remembered: the same value again, and the same user */
 	CHECK(auth_check(a, basic("zoe:secret one")) == u);
@@ -156,6 +171,53 @@ static void test_check(void)
 	auth_free(a);
 }
 
+struct flood {
+	struct auth *a;
+	const char *value;    /* made before the threads: basic() is not reentrant */
+	int refused;
+};
+
+static void *flood_run(void *arg)
+{
+	struct flood *f = arg;
+	for (int i = 0; i < 3; i++)
+		f->refused += auth_check(f->a, f->value) == NULL;
+	return NULL;
+}
+
+/* Wrong passwords from many threads: all refused, and never more hash
+ * checks at once than the bound. */
+static void test_checks_bounded(void)
+{
+	char bh[CRYPT_OUTPUT_SIZE], text[512], err[512] = "";
+	hash_of("$2b$", "secret one", bh, sizeof bh);
+	snprintf(text, sizeof text, "zoe:%s\n", bh);
+	struct auth *a = auth_load(write_file("flood.pw", text), err, sizeof err);
+	if (!check(a != NULL, __FILE__, __LINE__, "load failed: %s", err))
+		return;
+	enum { THREADS = 12 };
+	pthread_t th[THREADS];
+	struct flood f[THREADS];
+	char wrong[256];
+	snprintf(wrong, sizeof wrong, "%s", basic("zoe:not the password"));
+	for (int i = 0; i < THREADS; i++) {
+		f[i] = (struct flood){ a, wrong, 0 };
+		CHECK_INT(pthread_create(&th[i], NULL, flood_run, &f[i]), 0);
+	}
+	int refused = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		refused += f[i].refused;
+	}
+	CHECK_INT(refused, THREADS * 3);
+	int most, max;
+	auth_checks_seen(&most, &max);
+	CHECK(max >= 2);
+	check(most >= 1 && most <= max, __FILE__, __LINE__, "%d checks at once, bound %d", most,
+	      max);
+	auth_free(a);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -165,6 +227,7 @@ int main(void)
 	test_base64();
 	test_load_errors();
 	test_check();
+	test_checks_bounded();
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
