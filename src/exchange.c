@@ -21,10 +21,13 @@
 #include "corral/strbuf.h"
 #include "corral/tunnel.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 int exchange_write(struct exchange *x, const void *buf, size_t len)
@@ -271,6 +274,34 @@ static void log_exchange(struct exchange *x)
 	log_access(&rec);
 }
 
+/* Closing a socket with request bytes unread makes the kernel reset the
+ * connection, and a client still sending its body then loses the answer it
+ * was given (a 407, a 413) before it reads it. So, as Apache and nginx do
+ * (lingering close): stop writing, read and drop what still comes until the
+ * client closes, for at most LINGER_CLOSE_MS and LINGER_CLOSE_BYTES, then
+ * close. */
+#define LINGER_CLOSE_MS 2000
+#define LINGER_CLOSE_BYTES (8u << 20)
+
+static void close_after_the_rest(struct session *s)
+{
+	char buf[16384];
+	size_t dropped = evbuffer_get_length(s->in);
+	int64_t deadline = mono_ms() + LINGER_CLOSE_MS;
+	shutdown(s->fd, SHUT_WR);
+	while (dropped < LINGER_CLOSE_BYTES) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0 || io_wait(s->fd, POLLIN, left) <= 0)
+			break;
+		ssize_t n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+		if (n > 0)
+			dropped += (size_t)n;
+	}
+	session_close(s);
+}
+
 /* Serve requests on s, and on the lingering sessions this worker takes up
  * after it, until one is closed, handed off or parked. */
 static void serve_sessions(struct session *s)
@@ -313,11 +344,16 @@ static void serve_sessions(struct session *s)
 		}
 		int keep = !x.close_after && x.req.keep_alive && x.req.message_complete &&
 		           !session_stopping();
+		/* answered before the whole request was read */
+		int unread = !keep && x.status != 0 && !x.req.message_complete;
 		int64_t linger_ms = x.cfg->keepalive_linger_ms;
 		request_free(&x.req);
 		config_put(x.cfg);
 		if (!keep) {
-			session_close(s);
+			if (unread)
+				close_after_the_rest(s);
+			else
+				session_close(s);
 			return;
 		}
 		/* Linger: a client on a busy keep-alive connection usually sends

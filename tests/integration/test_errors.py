@@ -140,6 +140,21 @@ def test_request_body_over_limit_gets_413(corral, origin):
     assert_serves(c, origin)
 
 
+def test_413_reaches_a_client_still_sending_its_body(corral, origin):
+    # corral answers 413 from the declared length; closing with the body
+    # unread reset the connection under the client, whose send then failed
+    c = corral("[proxy]\nmax_request_body = 1M\n")
+    body = b"b" * (3 << 20)
+    with c.client() as cl:
+        sender = cl.send_background(request(origin, "/up", "POST",
+                                            [("Content-Length", str(len(body)))]) + body)
+        assert_error(cl.read_response("POST"), 413, "max_request_body")
+        sender.join(30 * SCALE)
+        assert not sender.is_alive()
+        assert cl.wait_closed() == "eof"
+    assert origin.count("/up") == 0
+
+
 def chunk(data):
     return b"%x\r\n" % len(data) + data + b"\r\n"
 
