@@ -887,3 +887,33 @@ def test_https_target_with_untrusted_certificate_gets_502(corral, tls_origin):
     assert r.status == 502
     assert b"certificate" in r.body.lower(), r.body
     assert og.count("/s") == 0
+
+
+# -- [upstream] parent --------------------------------------------------------------
+
+
+def test_parent_proxy_chain(corral, origin):
+    # a corral whose parent is another corral: requests and tunnels go
+    # through both, each adds its Via and its client to X-Forwarded-For
+    origin.route("/chain", o.fixed(body=b"through two", headers=[("Cache-Control", "max-age=60")]))
+    origin.route("/t", o.fixed(body=b"tunnelled twice"))
+    parent = corral("[proxy]\nconnect_ports = *\n")
+    child = corral("[upstream]\nparent = http://127.0.0.1:%d\n" % parent.port)
+    for attempt in (1, 2):  # the second a hit in the child
+        r = raw_request(child.port, request(origin, "/chain"))
+        assert (r.status, r.body) == (200, b"through two"), r
+    assert origin.count("/chain") == 1
+    got = origin.last("/chain")
+    assert via_tokens(got.headers)[-2:] == ["1.1 corral", "1.1 corral"], got.headers
+    assert got.header_all("x-forwarded-for") == ["127.0.0.1, 127.0.0.1"]
+    assert any("/chain" in l for l in parent.wait_log_lines(1))
+    target = "127.0.0.1:%d" % origin.port
+    with child.client() as cl:
+        cl.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target))
+        assert cl.read_response("CONNECT").status == 200
+        cl.send("GET /t HTTP/1.1\r\nHost: %s\r\n\r\n" % target)
+        r = cl.read_response()
+        assert (r.status, r.body) == (200, b"tunnelled twice"), r
+    wait_for(lambda: any("TCP_TUNNEL" in l for l in parent.access_log_lines()), timeout=10,
+             what="the parent's tunnel log line")
+
