@@ -247,9 +247,23 @@ void tunnel_run(struct exchange *x)
 	snprintf(url, sizeof url, "http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "", port);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-	if (x->cfg->parent[0])
+	struct curl_slist *to_parent = NULL;
+	if (x->cfg->parent[0]) {
+		/* the CONNECT to the parent says who asked, as other requests
+		 * do (Squid sends both on a CONNECT to a cache_peer) */
+		struct upstream_forwarding fw;
+		upstream_forwarding_init(&fw, x->cfg, x->req.http_minor, x->s->peer_text);
+		if (upstream_request_headers("CONNECT", &x->req.headers, 0, &fw, 0, &to_parent) < 0) {
+			curl_easy_cleanup(h);
+			exchange_error(x, 500, "out of memory");
+			return;
+		}
 		curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+		curl_easy_setopt(h, CURLOPT_PROXYHEADER, to_parent);
+		curl_easy_setopt(h, CURLOPT_HEADEROPT, (long)CURLHEADER_SEPARATE);
+	}
 	CURLcode rc = curl_easy_perform(h);
+	curl_slist_free_all(to_parent);
 	curl_socket_t sock = CURL_SOCKET_BAD;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);

@@ -917,3 +917,53 @@ def test_parent_proxy_chain(corral, origin):
     wait_for(lambda: any("TCP_TUNNEL" in l for l in parent.access_log_lines()), timeout=10,
              what="the parent's tunnel log line")
 
+
+def test_connect_to_a_parent_says_who_asked(corral, origin):
+    # the CONNECT sent to the parent carries Via and X-Forwarded-For, as
+    # Squid's does to a cache_peer; a recording parent checks it, answers
+    # 200 and then relays the tunnel to the origin
+    origin.route("/t", o.fixed(body=b"via a parent"))
+    seen = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def relay(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                b.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def parent():
+        conn, _ = listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        seen.append(head.decode("latin-1"))
+        up = socket.create_connection(("127.0.0.1", origin.port))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=relay, args=(up, conn), daemon=True).start()
+        relay(conn, up)
+    threading.Thread(target=parent, daemon=True).start()
+    c = corral("[upstream]\nparent = http://127.0.0.1:%d\n" % listener.getsockname()[1])
+    target = "127.0.0.1:%d" % origin.port
+    with c.client() as cl:
+        cl.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: t/1\r\n"
+                "X-Forwarded-For: 10.1.2.3\r\n\r\n" % (target, target))
+        assert cl.read_response("CONNECT").status == 200
+        cl.send("GET /t HTTP/1.1\r\nHost: %s\r\n\r\n" % target)
+        r = cl.read_response()
+        assert (r.status, r.body) == (200, b"via a parent"), r
+    listener.close()
+    lines = seen[0].split("\r\n")
+    assert lines[0] == "CONNECT %s HTTP/1.1" % target, lines
+    assert "Via: 1.1 corral" in lines and "X-Forwarded-For: 10.1.2.3, 127.0.0.1" in lines, lines
