@@ -343,36 +343,23 @@ static void xff_chain_add(struct xff_chain *c, const char *value)
 	}
 }
 
-/* The X-Forwarded-For line, by [proxy] forwarded_for, after the client's
- * lines (`prior`, those not hop-by-hop) were left out of the copy: on and
- * off append to them, truncate sends the client alone, delete nothing. */
-static int add_forwarded_for(struct slist *l, const struct xff_chain *prior,
+/* The X-Forwarded-For line, by [proxy] forwarded_for, once the client's
+ * lines (those not hop-by-hop) are in `chain`: on and off append to them,
+ * truncate sends the client alone, delete nothing. */
+static int add_forwarded_for(struct slist *l, struct xff_chain *chain,
                              const struct upstream_forwarding *fw)
 {
-	const char *me = fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client;
-	switch (fw->forwarded_for) {
-	case FORWARDED_FOR_TRANSPARENT:
-	case FORWARDED_FOR_DELETE:
+	if (fw->forwarded_for == FORWARDED_FOR_TRANSPARENT ||
+	    fw->forwarded_for == FORWARDED_FOR_DELETE)
 		return 0;
-	case FORWARDED_FOR_TRUNCATE:
-		return slist_add(l, "X-Forwarded-For", me);
-	case FORWARDED_FOR_ON:
-	case FORWARDED_FOR_OFF:
-		break;
+	if (fw->forwarded_for == FORWARDED_FOR_TRUNCATE) {
+		chain->len = 0;
+	} else if (chain->len > XFF_CHAIN_MAX) {
+		chain->len = 0;
+		xff_chain_add(chain, "error");
 	}
-	if (prior->len == 0)
-		return slist_add(l, "X-Forwarded-For", me);
-	const char *chain = prior->len > XFF_CHAIN_MAX ? "error" : prior->p;
-	size_t plen = strlen(chain), mlen = strlen(me);
-	char *value = malloc(plen + 2 + mlen + 1);
-	if (value == NULL)
-		return -1;
-	memcpy(value, chain, plen);
-	memcpy(value + plen, ", ", 2);
-	memcpy(value + plen + 2, me, mlen + 1);
-	int rc = slist_add(l, "X-Forwarded-For", value);
-	free(value);
-	return rc;
+	xff_chain_add(chain, fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client);
+	return chain->nomem ? -1 : slist_add(l, "X-Forwarded-For", chain->p);
 }
 
 int upstream_request_headers(const char *method, const struct http_headers *headers,
@@ -415,7 +402,7 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 	}
 	if (fw->via && slist_add(&l, "Via", fw->via) < 0)
 		goto nomem;
-	if (prior.nomem || add_forwarded_for(&l, &prior, fw) < 0)
+	if (add_forwarded_for(&l, &prior, fw) < 0)
 		goto nomem;
 	free(prior.p);
 	prior.p = NULL;
