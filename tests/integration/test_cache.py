@@ -2229,6 +2229,23 @@ def test_heuristic_freshness_can_be_turned_off(corral, origin):
     assert origin.count("/heur-off") == 3
 
 
+@pytest.mark.parametrize("heuristic_max, stored", [("1d", True), ("3s", False)])
+def test_heuristic_max_caps_the_lifetime(corral, origin, heuristic_max, stored):
+    # modified 30 days ago: 3 days by heuristic_percent, capped at
+    # heuristic_max; the response says it is 10 s old already (Age), so with
+    # 3 s it is stale as it arrives and is not stored
+    long_ago = email.utils.formatdate(time.time() - 30 * 86400, usegmt=True)
+    origin.route("/cap", o.fixed(body=b"capped", headers=[("Last-Modified", long_ago),
+                                                         ("Age", "10")]))
+    c = corral("[cache]\nheuristic_max = %s\n" % heuristic_max)
+    r = get(c, origin, "/cap")
+    assert r.body == b"capped", r
+    assert is_stored_miss(status_of(r)) == stored, status_of(r)
+    r = get(c, origin, "/cap")
+    assert is_hit(status_of(r)) == stored, status_of(r)
+    assert origin.count("/cap") == (1 if stored else 2)
+
+
 def test_expires_is_explicit_freshness(corral, origin):
     now = time.time()
     fmt = "%a, %d %b %Y %H:%M:%S GMT"

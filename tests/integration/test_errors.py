@@ -2,6 +2,7 @@
 refused clients and destinations, and every way an upstream can fail. Each error
 response is text that says why, and the daemon goes on serving afterwards."""
 
+import socket
 import time
 
 import pytest
@@ -153,6 +154,58 @@ def test_413_reaches_a_client_still_sending_its_body(corral, origin):
         assert not sender.is_alive()
         assert cl.wait_closed() == "eof"
     assert origin.count("/up") == 0
+
+
+def test_connect_timeout_is_504(corral, origin):
+    # a listener whose accept queue is full leaves new SYNs unanswered: the
+    # connect never completes, and [upstream] connect_timeout ends it
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    while len(fillers) < 16:  # until a connect of ours hangs: the queue is full
+        f = socket.socket()
+        f.settimeout(0.5)
+        try:
+            f.connect(("127.0.0.1", port))
+        except socket.timeout:
+            f.close()
+            break
+        fillers.append(f)
+    assert len(fillers) < 16, "the listener never stopped completing connects"
+    c = corral("[upstream]\nconnect_timeout = 1s\n")
+    r = raw_request(c.port, "GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                    % (port, port))
+    assert_error(r, 504, "timeout")
+    assert c.metrics()["corral_upstream_timeouts_total"] == 1
+    for f in fillers:
+        f.close()
+    lst.close()
+
+
+def test_max_connections(corral, origin):
+    # over max_connections a new connection is closed at once, and counted;
+    # once one closes, the next is served
+    origin.route("/mc", o.fixed(body=b"mc", headers=[("Cache-Control", "no-store")]))
+    c = corral("[proxy]\nmax_connections = 2\n")
+    # (the fixture's readiness probe was a connection too)
+    wait_for(lambda: c.metrics()["corral_connections_active"] == 0, timeout=10,
+             what="the readiness probe's connection to be counted out")
+    first, second = RawClient(c.port), RawClient(c.port)
+    for cl in (first, second):
+        assert cl.request(request(origin, "/mc")).status == 200
+    with RawClient(c.port) as third:
+        assert third.wait_closed() in ("eof", "reset")
+    m = c.metrics()
+    assert m["corral_connections_rejected_total"] == 1, m
+    first.close()
+    wait_for(lambda: c.metrics()["corral_connections_active"] == 1, timeout=10,
+             what="the closed connection to be counted out")
+    with RawClient(c.port) as fourth:
+        assert fourth.request(request(origin, "/mc")).status == 200
+    second.close()
+    assert c.metrics()["corral_connections_rejected_total"] == 1
 
 
 def chunk(data):
