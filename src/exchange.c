@@ -279,8 +279,10 @@ static void log_exchange(struct exchange *x)
  * was given (a 407, a 413) before it reads it. So, as Apache and nginx do
  * (lingering close): stop writing, read and drop what still comes until the
  * client closes, for at most LINGER_CLOSE_MS and LINGER_CLOSE_BYTES, then
- * close. */
+ * close. The daemon stopping ends it at once (checked every
+ * LINGER_CLOSE_SLICE_MS): the answer is out, and a stop must not wait. */
 #define LINGER_CLOSE_MS 2000
+#define LINGER_CLOSE_SLICE_MS 100
 #define LINGER_CLOSE_BYTES (8u << 20)
 
 static void close_after_the_rest(struct session *s)
@@ -289,10 +291,16 @@ static void close_after_the_rest(struct session *s)
 	size_t dropped = evbuffer_get_length(s->in);
 	int64_t deadline = mono_ms() + LINGER_CLOSE_MS;
 	shutdown(s->fd, SHUT_WR);
-	while (dropped < LINGER_CLOSE_BYTES) {
+	while (dropped < LINGER_CLOSE_BYTES && !session_stopping()) {
 		int64_t left = deadline - mono_ms();
-		if (left <= 0 || io_wait(s->fd, POLLIN, left) <= 0)
+		if (left <= 0)
 			break;
+		int ready = io_wait(s->fd, POLLIN,
+		                    left < LINGER_CLOSE_SLICE_MS ? left : LINGER_CLOSE_SLICE_MS);
+		if (ready < 0)
+			break;
+		if (ready == 0)
+			continue;
 		ssize_t n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 			break;
