@@ -352,14 +352,20 @@ static int add_forwarded_for(struct slist *l, struct xff_chain *chain,
 	if (fw->forwarded_for == FORWARDED_FOR_TRANSPARENT ||
 	    fw->forwarded_for == FORWARDED_FOR_DELETE)
 		return 0;
-	if (fw->forwarded_for == FORWARDED_FOR_TRUNCATE) {
+	if (fw->forwarded_for == FORWARDED_FOR_TRUNCATE || chain->len > XFF_CHAIN_MAX) {
+		/* the client's lines are not sent: start again */
+		int too_long = chain->len > XFF_CHAIN_MAX;
 		chain->len = 0;
-	} else if (chain->len > XFF_CHAIN_MAX) {
-		chain->len = 0;
-		xff_chain_add(chain, "error");
+		chain->nomem = 0;
+		if (chain->p)
+			chain->p[0] = '\0';
+		if (too_long && fw->forwarded_for != FORWARDED_FOR_TRUNCATE)
+			xff_chain_add(chain, "error");
 	}
 	xff_chain_add(chain, fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client);
-	return chain->nomem ? -1 : slist_add(l, "X-Forwarded-For", chain->p);
+	if (chain->nomem)
+		return -1;
+	return chain->len > 0 ? slist_add(l, "X-Forwarded-For", chain->p) : 0;
 }
 
 int upstream_request_headers(const char *method, const struct http_headers *headers,
