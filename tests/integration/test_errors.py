@@ -164,24 +164,26 @@ def test_connect_timeout_is_504(corral, origin):
     lst.listen(0)
     port = lst.getsockname()[1]
     fillers = []
-    while len(fillers) < 16:  # until a connect of ours hangs: the queue is full
-        f = socket.socket()
-        f.settimeout(0.5)
-        try:
-            f.connect(("127.0.0.1", port))
-        except socket.timeout:
+    try:
+        while len(fillers) < 16:  # until a connect of ours hangs: the queue is full
+            f = socket.socket()
+            f.settimeout(0.5)
+            try:
+                f.connect(("127.0.0.1", port))
+            except socket.timeout:
+                f.close()
+                break
+            fillers.append(f)
+        assert len(fillers) < 16, "the listener never stopped completing connects"
+        c = corral("[upstream]\nconnect_timeout = 1s\n")
+        r = raw_request(c.port, "GET http://127.0.0.1:%d/x HTTP/1.1\r\n"
+                        "Host: 127.0.0.1:%d\r\n\r\n" % (port, port))
+        assert_error(r, 504, "timeout")
+        assert c.metrics()["corral_upstream_timeouts_total"] == 1
+    finally:
+        for f in fillers:
             f.close()
-            break
-        fillers.append(f)
-    assert len(fillers) < 16, "the listener never stopped completing connects"
-    c = corral("[upstream]\nconnect_timeout = 1s\n")
-    r = raw_request(c.port, "GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                    % (port, port))
-    assert_error(r, 504, "timeout")
-    assert c.metrics()["corral_upstream_timeouts_total"] == 1
-    for f in fillers:
-        f.close()
-    lst.close()
+        lst.close()
 
 
 def test_max_connections(corral, origin):

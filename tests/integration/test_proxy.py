@@ -947,23 +947,29 @@ def test_connect_to_a_parent_says_who_asked(corral, origin):
         conn, _ = listener.accept()
         head = b""
         while b"\r\n\r\n" not in head:
-            head += conn.recv(4096)
+            data = conn.recv(4096)
+            if not data:
+                conn.close()
+                return
+            head += data
         seen.append(head.decode("latin-1"))
         up = socket.create_connection(("127.0.0.1", origin.port))
         conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         threading.Thread(target=relay, args=(up, conn), daemon=True).start()
         relay(conn, up)
     threading.Thread(target=parent, daemon=True).start()
-    c = corral("[upstream]\nparent = http://127.0.0.1:%d\n" % listener.getsockname()[1])
-    target = "127.0.0.1:%d" % origin.port
-    with c.client() as cl:
-        cl.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: t/1\r\n"
-                "X-Forwarded-For: 10.1.2.3\r\n\r\n" % (target, target))
-        assert cl.read_response("CONNECT").status == 200
-        cl.send("GET /t HTTP/1.1\r\nHost: %s\r\n\r\n" % target)
-        r = cl.read_response()
-        assert (r.status, r.body) == (200, b"via a parent"), r
-    listener.close()
+    try:
+        c = corral("[upstream]\nparent = http://127.0.0.1:%d\n" % listener.getsockname()[1])
+        target = "127.0.0.1:%d" % origin.port
+        with c.client() as cl:
+            cl.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: t/1\r\n"
+                    "X-Forwarded-For: 10.1.2.3\r\n\r\n" % (target, target))
+            assert cl.read_response("CONNECT").status == 200
+            cl.send("GET /t HTTP/1.1\r\nHost: %s\r\n\r\n" % target)
+            r = cl.read_response()
+            assert (r.status, r.body) == (200, b"via a parent"), r
+    finally:
+        listener.close()
     lines = seen[0].split("\r\n")
     assert lines[0] == "CONNECT %s HTTP/1.1" % target, lines
     assert "Via: 1.1 corral" in lines and "X-Forwarded-For: 10.1.2.3, 127.0.0.1" in lines, lines
