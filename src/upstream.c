@@ -298,18 +298,16 @@ void upstream_forwarding_init(struct upstream_forwarding *fw, const struct confi
 	snprintf(fw->client, sizeof fw->client, "%s", client);
 }
 
-/* The client's X-Forwarded-For lines as one list (Squid joins them too):
- * each comma-separated item trimmed, empty ones left out. Past
- * XFF_CHAIN_MAX it is "error", as Squid makes it: a forwarding loop, most
- * likely, whose line would otherwise grow to the head's limit. */
+/* The client's X-Forwarded-For lines are gathered as one list (Squid joins
+ * them too) in a strbuf: each comma-separated item trimmed, empty ones left
+ * out. Past XFF_CHAIN_MAX (the builder cuts it) the list is "error", as
+ * Squid makes it: a forwarding loop, most likely, whose line would
+ * otherwise grow to the head's limit. The builder's room past the limit is
+ * for ", " and the client's address. */
 #define XFF_CHAIN_MAX (32 * 1024)
-struct xff_chain {
-	char *p;              /* NUL-terminated, or NULL: nothing yet */
-	size_t len, cap;
-	int nomem;
-};
+#define XFF_CHAIN_ROOM (XFF_CHAIN_MAX + 80)
 
-static void xff_chain_add(struct xff_chain *c, const char *value)
+static void xff_items(struct strbuf *chain, const char *value)
 {
 	for (const char *item = value; *item;) {
 		const char *comma = strchr(item, ',');
@@ -319,53 +317,32 @@ static void xff_chain_add(struct xff_chain *c, const char *value)
 			a++;
 		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
 			b--;
-		size_t n = (size_t)(b - a);
-		if (n > 0 && c->len + n + 3 > c->cap) {
-			size_t cap = (c->len + n + 3) * 2;
-			char *p = realloc(c->p, cap);
-			if (p == NULL) {
-				c->nomem = 1;
-				return;
-			}
-			c->p = p;
-			c->cap = cap;
-		}
-		if (n > 0) {
-			if (c->len > 0) {
-				memcpy(c->p + c->len, ", ", 2);
-				c->len += 2;
-			}
-			memcpy(c->p + c->len, a, n);
-			c->len += n;
-			c->p[c->len] = '\0';
+		if (b > a) {
+			if (strbuf_len(chain) > 0)
+				strbuf_str(chain, ", ");
+			strbuf_mem(chain, a, (size_t)(b - a));
 		}
 		item = comma ? comma + 1 : end;
 	}
 }
 
 /* The X-Forwarded-For line, by [proxy] forwarded_for, once the client's
- * lines (those not hop-by-hop) are in `chain`: on and off append to them,
- * truncate sends the client alone, delete nothing. */
-static int add_forwarded_for(struct slist *l, struct xff_chain *chain,
+ * lines (those not hop-by-hop) are in `chain` (built on `buf`): on and off
+ * append to them, truncate sends the client alone, delete nothing. */
+static int add_forwarded_for(struct slist *l, struct strbuf *chain, char *buf,
                              const struct upstream_forwarding *fw)
 {
 	if (fw->forwarded_for == FORWARDED_FOR_TRANSPARENT ||
 	    fw->forwarded_for == FORWARDED_FOR_DELETE)
 		return 0;
-	if (fw->forwarded_for == FORWARDED_FOR_TRUNCATE || chain->len > XFF_CHAIN_MAX) {
-		/* the client's lines are not sent: start again */
-		int too_long = chain->len > XFF_CHAIN_MAX;
-		chain->len = 0;
-		chain->nomem = 0;
-		if (chain->p)
-			chain->p[0] = '\0';
-		if (too_long && fw->forwarded_for != FORWARDED_FOR_TRUNCATE)
-			xff_chain_add(chain, "error");
+	int too_long = chain->cut || strbuf_len(chain) > XFF_CHAIN_MAX;
+	if (fw->forwarded_for == FORWARDED_FOR_TRUNCATE || too_long) {
+		*chain = strbuf_on_cstr(buf, XFF_CHAIN_ROOM); /* start again */
+		if (fw->forwarded_for != FORWARDED_FOR_TRUNCATE)
+			strbuf_str(chain, "error");
 	}
-	xff_chain_add(chain, fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client);
-	if (chain->nomem)
-		return -1;
-	return chain->len > 0 ? slist_add(l, "X-Forwarded-For", chain->p) : 0;
+	xff_items(chain, fw->forwarded_for == FORWARDED_FOR_OFF ? "unknown" : fw->client);
+	return strbuf_cstr(chain) > 0 ? slist_add(l, "X-Forwarded-For", buf) : 0;
 }
 
 int upstream_request_headers(const char *method, const struct http_headers *headers,
@@ -373,7 +350,8 @@ int upstream_request_headers(const char *method, const struct http_headers *head
                              int for_cache, struct curl_slist **out)
 {
 	int own_xff = fw->forwarded_for != FORWARDED_FOR_TRANSPARENT;
-	struct xff_chain prior = { NULL, 0, 0, 0 };
+	char xff_buf[XFF_CHAIN_ROOM];
+	struct strbuf xff = strbuf_on_cstr(xff_buf, sizeof xff_buf);
 	struct slist l = { NULL, NULL };
 	int has_accept = 0;
 	int max_fwd_method = strcmp(method, "TRACE") == 0 || strcmp(method, "OPTIONS") == 0;
@@ -390,7 +368,7 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 		    (for_cache && strncasecmp(name, "If-", 3) == 0))
 			continue;
 		if (own_xff && strcasecmp(name, "X-Forwarded-For") == 0) {
-			xff_chain_add(&prior, value);
+			xff_items(&xff, value);
 			continue;
 		}
 		if (strcasecmp(name, "Accept") == 0)
@@ -408,17 +386,14 @@ int upstream_request_headers(const char *method, const struct http_headers *head
 	}
 	if (fw->via && slist_add(&l, "Via", fw->via) < 0)
 		goto nomem;
-	if (add_forwarded_for(&l, &prior, fw) < 0)
+	if (add_forwarded_for(&l, &xff, xff_buf, fw) < 0)
 		goto nomem;
-	free(prior.p);
-	prior.p = NULL;
 	/* "Name:" with no value removes a header curl would add itself */
 	if ((!has_accept && slist_line(&l, "Accept:") < 0) || slist_line(&l, "Expect:") < 0)
 		goto nomem;
 	*out = l.first;
 	return 0;
 nomem:
-	free(prior.p);
 	curl_slist_free_all(l.first);
 	return -1;
 }
