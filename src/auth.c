@@ -9,7 +9,7 @@
  *
  * A hash check is the expensive part (milliseconds of CPU; yescrypt's 16
  * MiB of memory), and wrong credentials are checked every time they come,
- * so at most AUTH_CHECKS_MAX (the CPUs, at least 2) run at once: more wait
+ * so at most `checks_max` (the CPUs, at least 2) run at once: more wait
  * their turn (as Squid's fixed set of basic_ncsa_auth helpers queues them),
  * and a flood of wrong passwords costs that many CPUs, not all of memory.
  * Hashes dearer than bcrypt cost 14, 1,000,000 SHA-crypt rounds or
@@ -365,13 +365,13 @@ const char *auth_check(struct auth *a, const char *value)
 
 	char plain[AUTH_TOKEN_MAX];
 	int plen = auth_base64_decode(tok, plain, sizeof plain);
+	if (plen < 0)
+		return NULL;
 	/* RFC 7617 2: no control characters (a NUL would end the password
 	 * early: "secret\0anything" would pass for "secret") */
 	for (int i = 0; i < plen; i++)
 		if ((unsigned char)plain[i] < ' ' || plain[i] == 0x7f)
-			plen = -1;
-	if (plen < 0)
-		return NULL;
+			return NULL;
 	char *colon = strchr(plain, ':');
 	if (colon == NULL || colon[1] == '\0')
 		return NULL; /* no password: refused, as Squid does */

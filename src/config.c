@@ -450,7 +450,6 @@ static const char *const forwarded_for_names[] = {
 _Static_assert(sizeof(enum log_format) == sizeof(int) && sizeof(enum log_level) == sizeof(int) &&
                sizeof(enum forwarded_for) == sizeof(int), "enum keys are ints");
 
-
 static const struct key_def keys[] = {
 	{ "proxy", "listen", KEY_LISTEN, FIELD(listen), 0, NULL },
 	{ "proxy", "allow", KEY_ALLOW, FIELD(allow), 0, NULL },
@@ -488,7 +487,6 @@ static const struct key_def keys[] = {
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 static const char *const sections[] = { "proxy", "upstream", "cache", "log", "admin" };
-
 
 static bool
 section_known(const char *name)
