@@ -65,7 +65,7 @@ static void judge(const struct resphead *h)
 	struct http_headers req;
 	headers_init(&req);
 	headers_add(&req, "Accept-Encoding", 15, "gzip", 4);
-	const struct policy_store_rules rules = { 64 << 20, 10, 86400 };
+	const struct policy_store_rules rules = { 64 << 20, 10, 86400, 1 };
 	const int64_t now = 1764633600; /* 2025-12-02 */
 	const char *cl = headers_get(&h->headers, "Content-Length");
 	int64_t length = cl ? strtoll(cl, NULL, 10) : -1;

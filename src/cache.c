@@ -587,6 +587,8 @@ void cache_store_rules(const struct config *c, struct policy_store_rules *out)
 	out->max_object = cache_max_object();
 	out->heuristic_percent = c->heuristic_percent;
 	out->heuristic_max = c->heuristic_max_ms / 1000;
+	out->per_client_xff = c->forwarded_for == FORWARDED_FOR_ON ||
+	                      c->forwarded_for == FORWARDED_FOR_TRUNCATE;
 }
 
 uint64_t cache_max_object(void)

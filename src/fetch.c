@@ -42,6 +42,8 @@ struct fetch {
 	                                   starter's answer if the fetch fails while its
 	                                   stale-if-error allows (`may_stand_in`) */
 	int conditional;                /* it has a validator: revalidate.h */
+	int ask_again;                  /* the 304 named another representation:
+	                                   ask without validators (fetch_job) */
 	int may_stand_in;               /* not a reload, and it or the starter's
 	                                   request says stale-if-error */
 	int64_t request_sie;            /* the starter's request's stale-if-error,
@@ -91,12 +93,17 @@ static void fetch_free(struct fetch *f)
 }
 
 /* Every request line of the headers the response varies on (all its Vary
- * lines together). */
+ * lines together), of those that went upstream: not a hop-by-hop field
+ * (upstream.c removes them), which the origin never saw (policy.h,
+ * policy_vary_match). */
 static int copy_vary(struct fetch *f, struct entry *e)
 {
 	e->vary = headers_join(&f->head.headers, "Vary");
 	if (e->vary == NULL)
 		return headers_get(&f->head.headers, "Vary") ? -1 : 0;
+	struct http_hop hop;
+	if (http_hop_init(&hop, &f->req) < 0)
+		return -1; /* request.c refused it already */
 	const char *p = e->vary, *start;
 	size_t n;
 	while ((p = http_list_next(p, &start, &n)) != NULL) {
@@ -105,6 +112,8 @@ static int copy_vary(struct fetch *f, struct entry *e)
 			continue;
 		memcpy(name, start, n);
 		name[n] = '\0';
+		if (http_hop_has(&hop, name))
+			continue;
 		for (int i = 0; i < f->req.n; i++) {
 			const struct http_header *h = &f->req.v[i];
 			if (strcasecmp(h->name, name) == 0 &&
@@ -277,6 +286,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 			return 0;
 		}
 		if (f->conditional && f->head.status == 304) {
+			if (!revalidate_matches(f->validate, &f->head)) {
+				f->ask_again = 1;
+				return 0;
+			}
 			if (publish_revalidated(f) < 0)
 				return 0;
 			return len;
@@ -361,6 +374,24 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* One GET to the origin for the fetch, with validators when `conditional`
+ * (the header list goes in *hdrs, for the caller to free). */
+static CURLcode perform(struct fetch *f, struct curl_slist **hdrs)
+{
+	if (upstream_request_headers("GET", &f->req, 0, &f->fw, 1, hdrs) < 0 ||
+	    (f->conditional && (*hdrs = revalidate_headers(*hdrs, f->validate)) == NULL))
+		return CURLE_OUT_OF_MEMORY;
+	curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
+	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, *hdrs);
+	curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(f->curl, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, f);
+	stats_inc(STAT_upstream_requests_total);
+	f->request_time = time(NULL);
+	return curl_easy_perform(f->curl);
+}
+
 static void fetch_job(void *arg)
 {
 	struct fetch *f = arg;
@@ -378,18 +409,22 @@ static void fetch_job(void *arg)
 		 * (chunked.h); libcurl still finds the end for itself */
 		curl_easy_setopt(f->curl, CURLOPT_HTTP_TRANSFER_DECODING, 0L);
 	}
-	if (f->curl && upstream_request_headers("GET", &f->req, 0, &f->fw, 1, &hdrs) == 0 &&
-	    (!f->conditional || (hdrs = revalidate_headers(hdrs, f->validate)) != NULL)) {
-		curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
-		curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(f->curl, CURLOPT_HEADERDATA, f);
-		curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, f);
-		stats_inc(STAT_upstream_requests_total);
+	if (f->curl) {
 		stats_inc(STAT_cache_fetches_total);
-		f->request_time = time(NULL);
-		rc = curl_easy_perform(f->curl);
+		rc = perform(f, &hdrs);
+	}
+	if (f->ask_again && f->e == NULL) {
+		/* a 304 for another representation than the stored one
+		 * (revalidate_matches): the same request without validators */
+		log_info("%s: the origin's 304 names another representation; asking again",
+		         f->url);
+		f->ask_again = f->conditional = 0;
+		f->why[0] = '\0';
+		resphead_free(&f->head);
+		resphead_init(&f->head);
+		curl_slist_free_all(hdrs);
+		hdrs = NULL;
+		rc = perform(f, &hdrs);
 	}
 
 	if (f->e != NULL) {

@@ -242,6 +242,8 @@ int64_t policy_storable(const struct http_headers *req, const char *target, int 
 		*why = "set-cookie";
 	else if (headers_list_has(resp, "Vary", "*"))
 		*why = "vary-star";
+	else if (rules->per_client_xff && headers_list_has(resp, "Vary", "X-Forwarded-For"))
+		*why = "vary-forwarded-for";
 	else if (headers_get(req, "Authorization") && !cc.public_ && cc.s_maxage < 0 &&
 	         !cc.must_revalidate)
 		*why = "authorization";
@@ -410,14 +412,17 @@ static int cursor_next(struct field_cursor *c)
 	return -1;
 }
 
-/* Do a and b carry the same value for `name` (both absent included)? */
+/* Do a and b carry the same value for `name` (both absent included)? With
+ * b_absent, b's is taken as absent whatever it has. */
 static int field_equal(const struct http_headers *a, const struct http_headers *b,
-                       const char *name)
+                       const char *name, int b_absent)
 {
 	struct field_cursor ca = { .h = a, .name = name, .prev = -1 };
 	struct field_cursor cb = { .h = b, .name = name, .prev = -1 };
 	cursor_line(&ca, 0);
 	cursor_line(&cb, 0);
+	if (b_absent)
+		cb.p = NULL;
 	if ((ca.p == NULL) != (cb.p == NULL))
 		return 0;
 	for (;;) {
@@ -434,6 +439,9 @@ int policy_vary_match(const char *vary, const struct http_headers *vary_req,
 {
 	if (vary == NULL)
 		return 1;
+	struct http_hop hop;
+	if (http_hop_init(&hop, req) < 0)
+		return 0; /* request.c refuses such a request */
 	const char *p = vary, *start;
 	size_t n;
 	while ((p = http_list_next(p, &start, &n)) != NULL) {
@@ -444,7 +452,7 @@ int policy_vary_match(const char *vary, const struct http_headers *vary_req,
 			return 0;
 		memcpy(name, start, n);
 		name[n] = '\0';
-		if (!field_equal(vary_req, req, name))
+		if (!field_equal(vary_req, req, name, http_hop_has(&hop, name)))
 			return 0;
 	}
 	return 1;

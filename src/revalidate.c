@@ -25,6 +25,31 @@ struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *
 	return l;
 }
 
+/* The opaque tag of an entity tag: without its "W/" */
+static const char *opaque_tag(const char *etag)
+{
+	return strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+}
+
+int revalidate_matches(const struct entry *stored, const struct resphead *not_modified)
+{
+	const char *etag = headers_get(&not_modified->headers, "ETag");
+	const char *was = headers_get(&stored->headers, "ETag");
+	if (etag) {
+		if (was == NULL)
+			return 0;
+		if (strncmp(etag, "W/", 2) != 0)
+			return strcmp(etag, was) == 0;
+		return strcmp(opaque_tag(etag), opaque_tag(was)) == 0;
+	}
+	const char *lm = headers_get(&not_modified->headers, "Last-Modified");
+	const char *was_lm = headers_get(&stored->headers, "Last-Modified");
+	if (lm == NULL || was_lm == NULL)
+		return 1;
+	int64_t a = policy_parse_date(lm), b = policy_parse_date(was_lm);
+	return a >= 0 && a == b;
+}
+
 /* e's fields: the stored ones the 304 does not send, then the 304's, then
  * a Date of `now` if the 304 has none. The old Date and Age were the old
  * response's: never kept. */

@@ -85,13 +85,18 @@ struct policy_store_rules {
 	int heuristic_percent;    /* heuristic freshness: this % of the time
 	                             since Last-Modified; 0 none */
 	int64_t heuristic_max;    /* seconds: the most a heuristic gives */
+	int per_client_xff;       /* the request's X-Forwarded-For goes upstream
+	                             with the client's address in it ([proxy]
+	                             forwarded_for on or truncate) */
 };
 
 /* May a shared cache store this response to request `target` (its URL)
  * with fields `req`? Returns the freshness lifetime in seconds (> 0) when
  * it may, else 0 and *why says why not ("no-store", "private", "no-cache",
- * "set-cookie", "vary-star", "authorization", "no-explicit-freshness",
- * "status", "too-large"). The lifetime is explicit (s-maxage, max-age,
+ * "set-cookie", "vary-star", "vary-forwarded-for", "authorization",
+ * "no-explicit-freshness", "status", "too-large"). A Vary naming
+ * X-Forwarded-For is as Vary: * when rules->per_client_xff: the origin saw a
+ * value that depends on the client's address, which no request shows. The lifetime is explicit (s-maxage, max-age,
  * Expires), or without any of them heuristic (RFC 9111 4.2.2): a share of
  * the time since Last-Modified, as Squid's refresh_pattern does, and not
  * for a URL with a query (Squid's default too). */
@@ -128,7 +133,12 @@ int64_t policy_age(int64_t date_value, int64_t age_value, int64_t request_time,
 int policy_fresh(int64_t freshness_lifetime, int64_t age);
 
 /* Does `req` match a variant stored with Vary header `vary` and the stored
- * request's values `vary_req` (RFC 9111 4.1)? */
+ * request's values `vary_req` (RFC 9111 4.1)? The values compared are those
+ * that go upstream: a field hop-by-hop in `req` (named in its Connection, or
+ * one of the fixed set) is as if absent, since a proxy removes it; and
+ * vary_req holds only the fields the stored response's request sent on
+ * (fetch.c). Otherwise a client could store the origin's answer to a request
+ * without the field under its value. */
 int policy_vary_match(const char *vary, const struct http_headers *vary_req,
                       const struct http_headers *req);
 

@@ -15,6 +15,13 @@
  * memory: the list is freed). */
 struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *stored);
 
+/* May this 304 update `stored` (RFC 9111 4.3.4)? When it has an ETag, that
+ * must be stored's: a strong one byte for byte (and stored's strong), a weak
+ * one by weak comparison. Without one, its Last-Modified, if both have one,
+ * must be the same date. A 304 naming another representation updates
+ * nothing: the fetch asks again without validators (fetch.c). */
+int revalidate_matches(const struct entry *stored, const struct resphead *not_modified);
+
 /* A new entry for a 304 that confirmed `stored` (RFC 9111 4.3.4): its status
  * and fields, each field the 304 sends replacing the stored ones of that
  * name (but the framing), a Date of the 304's or `response_time`, the same

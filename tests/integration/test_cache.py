@@ -2311,6 +2311,101 @@ def test_vary_stores_variants_separately(corral, origin):
     assert metric(c, "cache_objects") == 2
 
 
+def test_vary_compares_what_went_upstream_not_what_the_client_named_hop_by_hop(corral, origin):
+    # RFC 9111 4.1 matches the requests as forwarded. A field the client
+    # names in Connection is removed before the origin sees it (RFC 9110
+    # 7.6.1): the origin's answer is the one for "no User-Agent", and must
+    # not be stored under the client's User-Agent, where it would be served
+    # to everyone sending that User-Agent (found by review: cache poisoning).
+    def by_agent(req, w):
+        ua = req.header("user-agent")
+        w.send_response(200, "OK", [("Cache-Control", "max-age=60"), ("Vary", "User-Agent")],
+                        b"for " + (ua.encode() if ua else b"no agent"))
+    origin.route("/ua", by_agent)
+    c = corral()
+    hidden = [("User-Agent", "Chrome/120"), ("Connection", "User-Agent")]
+    r = get(c, origin, "/ua", headers=hidden)
+    assert r.body == b"for no agent" and is_stored_miss(status_of(r)), r
+    assert origin.last("/ua").header("user-agent") is None
+    r = get(c, origin, "/ua", headers=[("User-Agent", "Chrome/120")])
+    assert r.body == b"for Chrome/120" and not is_hit(status_of(r)), r
+    assert origin.count("/ua") == 2
+    # what a hidden agent gets is the variant without one, whichever it names
+    r = get(c, origin, "/ua", headers=[("User-Agent", "Firefox/1"), ("Connection", "user-agent")])
+    assert r.body == b"for no agent" and is_hit(status_of(r)), r
+    # a reload with a hidden agent replaces that variant, not Chrome's
+    r = get(c, origin, "/ua", headers=hidden + [("Cache-Control", "no-cache")])
+    assert r.body == b"for no agent", r
+    assert origin.count("/ua") == 3
+    r = get(c, origin, "/ua", headers=[("User-Agent", "Chrome/120")])
+    assert r.body == b"for Chrome/120" and is_hit(status_of(r)), r
+    assert origin.count("/ua") == 3
+
+
+@pytest.mark.parametrize("mode,stored", [("on", False), ("truncate", False),
+                                         ("transparent", True), ("delete", True)])
+def test_vary_on_x_forwarded_for_is_not_stored_when_corral_writes_the_address(
+        corral, origin, mode, stored):
+    # With forwarded_for on or truncate the origin sees the client's address
+    # in X-Forwarded-For, which no request carries: an answer that varies on
+    # it would otherwise go to every client as the first one's (by review).
+    origin.route("/xff", lambda req, w: w.send_response(
+        200, "OK", [("Cache-Control", "max-age=60"), ("Vary", "X-Forwarded-For")],
+        b"for " + (req.header("x-forwarded-for") or "nobody").encode()))
+    c = corral("[proxy]\nforwarded_for = %s\n" % mode)
+    r = get(c, origin, "/xff")
+    want = {"on": b"for 127.0.0.1", "truncate": b"for 127.0.0.1",
+            "transparent": b"for nobody", "delete": b"for nobody"}[mode]
+    assert r.body == want, r
+    cs = status_of(r)
+    if stored:
+        assert is_stored_miss(cs), cs
+    else:
+        assert is_not_stored(cs) and cs.get("detail") == "vary-forwarded-for", cs
+    r = get(c, origin, "/xff")
+    assert r.body == want and is_hit(status_of(r)) == stored, r
+    assert origin.count("/xff") == (1 if stored else 2)
+
+
+@pytest.mark.parametrize("answer_tag,updated", [('"v2"', False), ('W/"v1"', True), (None, True)])
+def test_a_304_naming_another_representation_does_not_relabel_the_stored_one(
+        corral, origin, answer_tag, updated):
+    # RFC 9111 4.3.4: a 304's strong ETag names the stored response it
+    # updates; if it is not the stored one's, nothing is updated. corral
+    # then asks again without validators (before, the old body went out
+    # and was stored with the 304's ETag: found by review).
+    def handler(req, w):
+        n = origin.count("/rv304")
+        if n == 1:
+            return w.send_response(200, "OK", [("Cache-Control", "max-age=1"), ("ETag", '"v1"')],
+                                   b"version one")
+        if n == 2:
+            assert req.header("if-none-match") == '"v1"', req.headers
+            tag = [("ETag", answer_tag)] if answer_tag else []
+            return w.send_head(304, "Not Modified", [("Cache-Control", "max-age=60")] + tag)
+        assert req.header("if-none-match") is None, req.headers
+        w.send_response(200, "OK", [("Cache-Control", "max-age=60"), ("ETag", '"v2"')],
+                        b"version two")
+    origin.route("/rv304", handler)
+    c = corral()
+    r = get(c, origin, "/rv304")
+    assert r.body == b"version one", r
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/rv304")
+    assert r.status == 200, r
+    if updated:
+        assert r.body == b"version one" and r.header("etag") == (answer_tag or '"v1"'), r
+        assert origin.count("/rv304") == 2
+    else:
+        assert r.body == b"version two" and r.header("etag") == '"v2"', r
+        assert origin.count("/rv304") == 3
+    want = r.body
+    r = get(c, origin, "/rv304")
+    assert r.body == want and is_hit(status_of(r)), r
+    assert origin.count("/rv304") == (2 if updated else 3)
+
+
 @pytest.mark.parametrize("framing", FRAMINGS)
 def test_object_over_max_object_is_passed_not_stored(corral, origin, framing):
     size = 100 * 1024

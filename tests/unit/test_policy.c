@@ -527,7 +527,7 @@ test_request(void)
 #define MAXOBJ 1000
 
 /* no heuristic freshness unless a test turns it on */
-static struct policy_store_rules rules = { MAXOBJ, 0, 86400 };
+static struct policy_store_rules rules = { MAXOBJ, 0, 86400, 0 };
 static const char *target = "http://example.com/a";
 
 static int64_t
@@ -617,6 +617,13 @@ test_storable(void)
 	CHECK_STORE(200, 10, 60);
 	H(&resp, "Cache-Control: max-age=60", "Vary: Accept-Encoding");
 	CHECK_STORE(200, 10, 60);
+	/* X-Forwarded-For with the client's address in it (forwarded_for on
+	 * or truncate): no request shows the value the origin saw */
+	H(&resp, "Cache-Control: max-age=60", "Vary: Accept, x-forwarded-for");
+	CHECK_STORE(200, 10, 60);
+	rules.per_client_xff = 1;
+	CHECK_NO_STORE(200, 10, "vary-forwarded-for");
+	rules.per_client_xff = 0;
 
 	/* a request with Authorization (RFC 9111 3.5) */
 	H(&req, "Authorization: Basic dXNlcjpwYXNz");
@@ -1008,6 +1015,22 @@ test_vary(void)
 	CHECK(MATCH("Accept-Language"));
 	headers_free(&req);
 	CHECK(!MATCH("Accept-Language"));
+
+	/* a field hop-by-hop in the request (named in its Connection, or one
+	 * of the fixed set) is not sent upstream: it counts as absent, so a
+	 * stored "absent" matches it and a stored value does not (else a
+	 * client could store the answer to a request without the field under
+	 * its value: RFC 9111 4.1 compares the requests as forwarded) */
+	headers_free(&stored);
+	H(&req, "User-Agent: x/1", "Connection: keep-alive, user-agent");
+	CHECK(MATCH("User-Agent"));
+	H(&stored, "User-Agent: x/1");
+	CHECK(!MATCH("User-Agent"));
+	H(&req, "User-Agent: x/1", "Connection: close");
+	CHECK(MATCH("User-Agent"));
+	headers_free(&stored);
+	H(&req, "TE: trailers");
+	CHECK(MATCH("TE"));
 
 	/* header names are case-insensitive: in Vary, stored, request */
 	H(&stored, "accept-encoding: gzip");

@@ -135,9 +135,44 @@ static void test_validators(void)
 	entry_unref(&e);
 }
 
+/* Which 304 may update the stored response (RFC 9111 4.3.4) */
+static void test_matches(void)
+{
+	struct entry *e = stored_entry(); /* ETag "e1" */
+	struct resphead h;
+#define MATCHES(...) (feed(&h, (const char *const[]){ "HTTP/1.1 304 Not Modified", \
+	                                                  __VA_ARGS__, NULL }), \
+	                   rc = revalidate_matches(e, &h), resphead_free(&h), rc)
+	int rc;
+	CHECK(MATCHES("ETag: \"e1\""));
+	CHECK(!MATCHES("ETag: \"e2\""));
+	CHECK(MATCHES("ETag: W/\"e1\"")); /* weak comparison */
+	CHECK(!MATCHES("ETag: W/\"e2\""));
+	CHECK(MATCHES("Cache-Control: max-age=5")); /* no validator: updates */
+	CHECK(MATCHES("Last-Modified: Sat, 05 Nov 1994 08:49:37 GMT")); /* none stored */
+	add(&e->headers, "Last-Modified", "Sat, 05 Nov 1994 08:49:37 GMT");
+	CHECK(MATCHES("Last-Modified: Sat, 05 Nov 1994 08:49:37 GMT"));
+	CHECK(!MATCHES("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT"));
+	CHECK(!MATCHES("Last-Modified: garbage"));
+	entry_unref(&e);
+	/* a stored weak tag: a strong one in the 304 never matches it */
+	e = entry_new();
+	add(&e->headers, "ETag", "W/\"e1\"");
+	CHECK(!MATCHES("ETag: \"e1\""));
+	CHECK(MATCHES("ETag: W/\"e1\""));
+	CHECK(!MATCHES("Cache-Control: max-age=5", "ETag: \"x\""));
+	entry_unref(&e);
+	/* no ETag stored, one in the 304 */
+	e = entry_new();
+	CHECK(!MATCHES("ETag: \"e1\""));
+	entry_unref(&e);
+#undef MATCHES
+}
+
 int main(void)
 {
 	test_merge();
 	test_validators();
+	test_matches();
 	return check_summary("revalidate");
 }
