@@ -229,6 +229,12 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		snprintf(why, whylen, "bad response from %s port %d: invalid HTTP status line "
 		         "or headers (%s)", host, port, detail);
 		return 502;
+	case CURLE_OK: /* libcurl read a response whose head corral could not
+	                  (resphead.c): its status line does not begin "HTTP/"
+	                  (libcurl 7.88 takes "http/1.1" too; RFC 9112 2.3 does not) */
+		snprintf(why, whylen, "bad response from %s port %d: its status line does not "
+		         "begin with \"HTTP/\"", host, port);
+		return 502;
 	case CURLE_OUT_OF_MEMORY: /* also libcurl's answer to one line over 100 KiB */
 		snprintf(why, whylen, "bad response from %s port %d: a header line too long to "
 		         "take (over 100 KiB), or out of memory", host, port);
