@@ -97,11 +97,15 @@ int chunked_feed(struct chunked *c, const char *p, size_t n)
 			p++;
 			break;
 		case CHUNKED_TRAILER:
+			if (++c->trailer_bytes > CHUNKED_TRAILERS_MAX)
+				return fail(c, "a trailer section over 64 KiB");
 			c->state = ch == '\n' ? CHUNKED_DONE
 			           : ch == '\r' ? CHUNKED_END_LF : CHUNKED_TRAILER_REST;
 			p++;
 			break;
 		case CHUNKED_TRAILER_REST:
+			if (++c->trailer_bytes > CHUNKED_TRAILERS_MAX)
+				return fail(c, "a trailer section over 64 KiB");
 			if (ch == '\n')
 				c->state = CHUNKED_TRAILER;
 			p++;

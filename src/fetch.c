@@ -365,12 +365,14 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 			return 0;
 		}
 		f->body_done = chunked_done(&f->ch);
+		f->u.after_body = chunked_in_trailers(&f->ch);
 	} else if (append_body(f, buf, len) < 0) {
 		return 0;
 	}
 	if (f->unpumped >= FETCH_READ_SIZE)
 		pump(f);
-	upstream_touch(&f->u); /* time spent waiting for readers is not a stall */
+	if (!f->u.after_body)
+		upstream_touch(&f->u); /* time spent waiting for readers is not a stall */
 	return len;
 }
 

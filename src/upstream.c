@@ -109,7 +109,7 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 	(void)ultotal;
 	if (u->after_read)
 		u->after_read(u->after_read_arg);
-	if (dlnow != u->last_dl || ulnow != u->last_ul) {
+	if ((dlnow != u->last_dl || ulnow != u->last_ul) && !u->after_body) {
 		u->last_dl = dlnow;
 		u->last_ul = ulnow;
 		upstream_touch(u);
@@ -150,6 +150,7 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	u->stalled = 0;
 	u->stall_ms = c->upstream_timeout_ms;
 	u->last_dl = u->last_ul = 0;
+	u->after_body = 0;
 	u->after_read = NULL;
 	u->after_read_arg = NULL;
 	upstream_touch(u);

@@ -18,6 +18,8 @@
  * This decoder accepts what libcurl's did: hex digits, then anything up to
  * the line's LF; data; CRs and an LF; after the last chunk, trailer lines up
  * to an empty line, dropped as libcurl's decoding dropped them for corral.
+ * A trailer section over CHUNKED_TRAILERS_MAX is a framing error: an origin
+ * that sends trailers without end cannot hold a fetch and its readers.
  */
 #ifndef CORRAL_CHUNKED_H
 #define CORRAL_CHUNKED_H
@@ -38,8 +40,11 @@ enum chunked_state {
 	CHUNKED_ERROR,
 };
 
+#define CHUNKED_TRAILERS_MAX (64 * 1024)
+
 struct chunked {
 	enum chunked_state state;
+	uint32_t trailer_bytes; /* of the trailer section so far */
 	uint64_t size;       /* the size line's value so far */
 	int digits;          /* of the size line so far */
 	uint64_t left;       /* data bytes left in this chunk */
@@ -57,5 +62,11 @@ void chunked_init(struct chunked *c, int (*on_data)(void *arg, const char *p, si
 int chunked_feed(struct chunked *c, const char *p, size_t n);
 /* Whether the body's end (the last chunk and the trailers) is in. */
 static inline int chunked_done(const struct chunked *c) { return c->state == CHUNKED_DONE; }
+/* Whether the last chunk is in and the trailers are coming. */
+static inline int chunked_in_trailers(const struct chunked *c)
+{
+	return c->state == CHUNKED_TRAILER || c->state == CHUNKED_TRAILER_REST ||
+	       c->state == CHUNKED_END_LF;
+}
 
 #endif

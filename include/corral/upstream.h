@@ -25,6 +25,10 @@ struct upstream_ctx {
 	int64_t stall_ms;                /* that timeout */
 	int64_t last_progress_ms;        /* monotonic time bytes last moved */
 	curl_off_t last_dl, last_ul;     /* byte counts seen then */
+	int after_body;                  /* the body is in: bytes that still come
+	                                    (a chunked body's trailers) are not
+	                                    progress, the stall timer runs (fetch.c,
+	                                    as libcurl's own decoding does for a pass) */
 	/* called after every pass of libcurl's transfer loop (from its
 	 * progress callback), i.e. once the body bytes of one read have all
 	 * been handed to the write callback; NULL: none */

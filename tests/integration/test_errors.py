@@ -388,6 +388,35 @@ def test_upstream_failure_mid_body_is_visibly_truncated(corral, origin, framing,
     assert_serves(c, origin)
 
 
+@pytest.mark.parametrize("passed", [False, True], ids=["cached", "passed"])
+def test_trailers_without_end_are_cut_at_the_upstream_timeout(corral, origin, passed):
+    # After the last chunk, trailer lines that keep coming are not progress:
+    # the body is in, and the stall timer ends the fetch ([upstream] timeout)
+    # as libcurl's own decoding does for a pass. Before, a cache fetch counted
+    # them and held the client, and every waiter, for as long as the origin
+    # trickled (found by review).
+    def handler(req, w):
+        w.send_head(200, "OK", [("Cache-Control", "max-age=60"), ("Transfer-Encoding", "chunked")])
+        w.send(b"5\r\nhello\r\n0\r\n")
+        while not w.origin.stopping.wait(0.05):
+            try:
+                w.send(b"X-T: " + b"a" * 64 + b"\r\n")
+            except OSError:
+                return
+    origin.route("/trail", handler)
+    c = corral("[upstream]\ntimeout = 1s\n")
+    headers = [("Cache-Control", "no-store")] if passed else []
+    for attempt in (1, 2):
+        with c.client() as cl:
+            cl.send(request(origin, "/trail", headers=headers))
+            r = cl.read_response(stream=True)
+            assert r.status == 200, r
+            rest = cl.reader.read_until_eof()  # deadline: the socket timeout
+        assert b"hello" in rest and not rest.endswith(b"0\r\n\r\n"), rest
+        assert origin.count("/trail") == attempt  # nothing was stored
+    assert c.alive()
+
+
 # -- refused destinations -----------------------------------------------------------------------
 
 

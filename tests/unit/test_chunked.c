@@ -147,6 +147,36 @@ static void test_consumer_stops(void)
 	CHECK_INT(s.len, 3);
 }
 
+/* Trailers up to CHUNKED_TRAILERS_MAX are taken, one byte more is an
+ * error, whether it comes in one feed or byte by byte. */
+static void test_trailers_max(void)
+{
+	static char wire[CHUNKED_TRAILERS_MAX + 64];
+	for (int over = 0; over <= 1; over++) {
+		size_t n = 0;
+		n += (size_t)sprintf(wire, "3\r\nabc\r\n0\r\n");
+		size_t trailers = CHUNKED_TRAILERS_MAX - 1 + (size_t)over; /* + the empty line's CR */
+		memcpy(wire + n, "X-T: ", 5);
+		memset(wire + n + 5, 'a', trailers - 7);
+		memcpy(wire + n + trailers - 2, "\r\n", 2);
+		n += trailers;
+		memcpy(wire + n, "\r\n", 2);
+		n += 2;
+		for (size_t step = 1; step <= n; step = step == 1 ? n : n + 1) {
+			struct chunked c;
+			struct sink s = { .len = 0 };
+			chunked_init(&c, take, &s);
+			int rc = 0;
+			for (size_t i = 0; i < n && rc == 0; i += step)
+				rc = chunked_feed(&c, wire + i, i + step <= n ? step : n - i);
+			CHECK_INT(rc, over ? -1 : 0);
+			CHECK(chunked_done(&c) == !over);
+			CHECK(over ? c.error != NULL : c.error == NULL);
+			CHECK_INT(s.len, 3);
+		}
+	}
+}
+
 int main(void)
 {
 	test_any_split();
@@ -154,5 +184,6 @@ int main(void)
 	test_empty();
 	test_malformed();
 	test_consumer_stops();
+	test_trailers_max();
 	return check_summary("chunked");
 }
