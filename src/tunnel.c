@@ -9,8 +9,11 @@
  * belongs to the main thread: two bufferevents copy bytes each way. Memory is
  * bounded: a side stops reading while the other side has more than
  * TUNNEL_HIGH bytes waiting to be written, and resumes when it drains. When
- * one side ends, what is still queued for the other is flushed, then both
- * close.
+ * one side ends (EOF), what is still queued for the other is flushed and the
+ * end passed on (shutdown of writing), while the other way runs on: a client
+ * may send its request and its end, then read the answer, as TCP allows
+ * (`nc -N`). The tunnel closes when both ways have ended, on an error (a
+ * reset) from either side, or at the idle timeout.
  *
  * The idle timeout ([upstream] timeout) is one clock for the whole tunnel, not
  * a read timeout per side: a byte read from either side, or written to either
@@ -49,8 +52,12 @@ struct tunnel {
 	struct evbuffer_cb_entry *client_sent, *upstream_sent;
 	struct event *idle;         /* the idle clock */
 	int64_t last_active_ms;     /* mono_ms() of the last byte moved, either way */
-	int closing;
+	/* by side, SIDE_CLIENT or SIDE_UPSTREAM */
+	int ended[2];               /* the side sent its end: it is read no more */
+	int shut[2];                /* its peer's end is passed on: writing shut down */
 };
+
+enum { SIDE_CLIENT, SIDE_UPSTREAM };
 
 void tunnel_init(struct event_base *base)
 {
@@ -79,6 +86,28 @@ static void tunnel_free(struct tunnel *t)
 static struct bufferevent *partner(struct tunnel *t, struct bufferevent *b)
 {
 	return b == t->client ? t->upstream : t->client;
+}
+
+static int side_of(const struct tunnel *t, const struct bufferevent *b)
+{
+	return b == t->client ? SIDE_CLIENT : SIDE_UPSTREAM;
+}
+
+/* b's partner has ended: once everything queued for b is written, shut
+ * down writing to b. Frees the tunnel when both ways are done; returns 1
+ * then. */
+static int pass_end_when_flushed(struct tunnel *t, struct bufferevent *b)
+{
+	int side = side_of(t, b);
+	if (!t->ended[!side] || t->shut[side] ||
+	    evbuffer_get_length(bufferevent_get_output(b)) > 0)
+		return 0;
+	shutdown(bufferevent_getfd(b), SHUT_WR);
+	t->shut[side] = 1;
+	if (!t->shut[!side])
+		return 0;
+	tunnel_free(t);
+	return 1;
 }
 
 static void arm_idle(struct tunnel *t, int64_t ms)
@@ -124,29 +153,28 @@ static void on_read(struct bufferevent *b, void *arg)
 static void on_drained(struct bufferevent *b, void *arg)
 {
 	struct tunnel *t = arg;
-	if (t->closing) {
-		tunnel_free(t);
+	if (pass_end_when_flushed(t, b))
 		return;
-	}
 	bufferevent_setwatermark(b, EV_WRITE, 0, 0);
-	bufferevent_enable(partner(t, b), EV_READ);
+	struct bufferevent *other = partner(t, b);
+	if (!t->ended[side_of(t, other)])
+		bufferevent_enable(other, EV_READ);
 }
 
 static void on_event(struct bufferevent *b, short what, void *arg)
 {
 	struct tunnel *t = arg;
-	(void)what;
 	struct bufferevent *other = partner(t, b);
-	/* move what was read before the end, then flush it and close */
-	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
-	bufferevent_disable(b, EV_READ | EV_WRITE);
-	if (!(what & BEV_EVENT_ERROR) && evbuffer_get_length(bufferevent_get_output(other)) > 0) {
-		t->closing = 1;
-		bufferevent_disable(other, EV_READ);
-		bufferevent_setwatermark(other, EV_WRITE, 0, 0);
+	if (!(what & BEV_EVENT_EOF) || (what & BEV_EVENT_ERROR)) {
+		tunnel_free(t); /* a reset, or a failed write: both ways end */
 		return;
 	}
-	tunnel_free(t);
+	/* the side's end: what was read before it goes on, then the end */
+	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
+	t->ended[side_of(t, b)] = 1;
+	bufferevent_disable(b, EV_READ);
+	bufferevent_setwatermark(other, EV_WRITE, 0, 0); /* on_drained when all is out */
+	pass_end_when_flushed(t, other);
 }
 
 static void on_start(evutil_socket_t fd, short what, void *arg)

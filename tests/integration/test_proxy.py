@@ -808,6 +808,58 @@ def test_tunnel_kept_alive_by_client_traffic_alone(corral, origin):
     assert peer.result == TICKS, peer.result
 
 
+def read_to_eof(sock):
+    got = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return got
+        got += data
+
+
+def test_tunnel_passes_the_clients_end_on_and_still_carries_the_answer(corral, origin):
+    # A request, then the end of it (shutdown of writing, as `nc -N` does),
+    # then the answer: TCP's half-close. The tunnel closed both ways at the
+    # client's end, and the answer was lost (found by review).
+    def answer_after_eof(sock, stop):
+        question = read_to_eof(sock)
+        sock.sendall(b"answer to " + question * 10000)
+        return question
+    peer = TcpPeer(answer_after_eof)
+    try:
+        c = corral()
+        with open_tunnel(c, peer.port) as cl:
+            cl.send(b"question")
+            cl.sock.shutdown(socket.SHUT_WR)
+            got = cl.reader.read_until_eof()
+        assert got == b"answer to " + b"question" * 10000, got[:100]
+    finally:
+        peer.close()
+    assert peer.result == b"question" and peer.error is None, (peer.result, peer.error)
+    assert wait_for(lambda: c.metrics()["corral_tunnels_active"] == 0,
+                    what="tunnels_active back to 0")
+
+
+def test_tunnel_passes_the_servers_end_on_and_still_carries_the_upload(corral, origin):
+    def banner_then_read(sock, stop):
+        sock.sendall(b"BANNER")
+        sock.shutdown(socket.SHUT_WR)
+        return read_to_eof(sock)
+    peer = TcpPeer(banner_then_read)
+    try:
+        c = corral()
+        with open_tunnel(c, peer.port) as cl:
+            assert cl.reader.read_until_eof() == b"BANNER"  # the server's end came through
+            cl.send(b"upload " * 50000)
+            cl.sock.shutdown(socket.SHUT_WR)
+            assert cl.reader.read_until_eof() == b""  # both ways ended: closed
+    finally:
+        peer.close()
+    assert peer.result == b"upload " * 50000 and peer.error is None, (peer.error,)
+    assert wait_for(lambda: c.metrics()["corral_tunnels_active"] == 0,
+                    what="tunnels_active back to 0")
+
+
 def test_idle_tunnel_closed_after_timeout(corral, origin):
     def wait_eof(sock, stop):
         start = time.monotonic()
