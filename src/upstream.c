@@ -76,12 +76,43 @@ static int is_local_address(const struct sockaddr *sa)
 	return a4[0] == 127 || a4[0] == 0 || (a4[0] == 169 && a4[1] == 254);
 }
 
+static int same_address(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+	if (a->sa_family != b->ss_family)
+		return 0;
+	if (a->sa_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+		              &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	              &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* Is `sa` an address of this host, on any interface? The kernel's routes
+ * say: a UDP socket connected to it (which sends nothing) gets the address
+ * itself as its source only when the destination is local. Asked per new
+ * connection, so an interface that came up a moment ago counts too. When
+ * the question cannot be asked (no socket left), the connection's own
+ * socket would fail as well. */
+static int is_own_address(const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	struct sockaddr_storage src;
+	socklen_t n = sizeof src;
+	int own = connect(fd, sa, len) == 0 &&
+	          getsockname(fd, (struct sockaddr *)&src, &n) == 0 && same_address(sa, &src);
+	close(fd);
+	return own;
+}
+
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
                                  struct curl_sockaddr *a)
 {
 	struct upstream_ctx *u = clientp;
 	(void)purpose;
-	if (!u->allow_loopback && is_local_address(&a->addr)) {
+	if (!u->allow_loopback && (is_local_address(&a->addr) ||
+	                           is_own_address(&a->addr, a->addrlen))) {
 		u->dest_denied = 1;
 		return CURL_SOCKET_BAD;
 	}
@@ -179,8 +210,8 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
 	const char *detail = u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
 	if (u->dest_denied) {
-		snprintf(why, whylen, "destination %s is a loopback or link-local address, "
-		         "which this proxy does not connect to", host);
+		snprintf(why, whylen, "destination %s is a loopback or link-local address or "
+		         "one of this host's, which this proxy does not connect to", host);
 		return 403;
 	}
 	if (u->stalled) {

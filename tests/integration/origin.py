@@ -258,8 +258,8 @@ class Writer:
 
 
 class Origin:
-    def __init__(self, port=0, tls=None):
-        """Listen on 127.0.0.1:`port` (0: any free port; OSError if taken).
+    def __init__(self, port=0, tls=None, host="127.0.0.1"):
+        """Listen on `host`:`port` (0: any free port; OSError if taken).
         `tls`: an ssl.SSLContext to serve https instead of http."""
         self.tls = tls
         self.lock = threading.Condition()
@@ -276,13 +276,13 @@ class Origin:
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.lsock.bind(("127.0.0.1", port))
+            self.lsock.bind((host, port))
         except OSError:
             self.lsock.close()
             raise
         self.lsock.listen(1024)
         self.port = self.lsock.getsockname()[1]
-        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
+        self.url = "%s://%s:%d" % ("https" if tls else "http", host, self.port)
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name="origin-accept")
         self._acceptor.start()

@@ -448,6 +448,55 @@ def test_connect_to_loopback_refused(corral, origin, target):
     assert c.alive()
 
 
+def own_ipv4_address():
+    """An IPv4 address of one of this host's interfaces other than loopback
+    (SIOCGIFADDR), or None."""
+    import fcntl
+    import struct
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue  # no IPv4 address
+            addr = socket.inet_ntoa(raw[20:24])
+            if not addr.startswith("127."):
+                return addr
+    return None
+
+
+@pytest.mark.parametrize("how", ["GET", "CONNECT"])
+def test_this_hosts_own_addresses_are_refused_too(corral, origin, how):
+    # allow_loopback = off protects services on the proxy's own host: also
+    # those listening on its other interfaces (found by review: a service on
+    # 0.0.0.0 was reached through http://<eth0 address>:port/)
+    addr = own_ipv4_address()
+    if addr is None:
+        pytest.skip("this machine has no IPv4 address but loopback")
+    own = o.Origin(host=addr)
+    try:
+        own.route("/x", o.fixed(body=b"a local-only page"))
+        target = "%s:%d" % (addr, own.port)
+        if how == "GET":
+            req = "GET http://%s/x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+        else:
+            req = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+        for allow in ("off", "on"):
+            c = corral("[upstream]\nallow_loopback = %s\n[proxy]\nconnect_ports = *\n" % allow)
+            r = raw_request(c.port, req % (target, target), how)
+            if allow == "off":
+                assert_error(r, 403, "destination")
+                assert own.connections == 0
+            else:  # the address is reachable: the refusal above was the filter's
+                assert r.status == 200, r
+                if how == "GET":
+                    assert r.body == b"a local-only page"
+                assert wait_for(lambda: own.connections == 1, what="the connection")
+            c.stop()
+    finally:
+        own.stop()
+
+
 # -- response heads corral refuses or mends ---------------------------------------------
 
 RAW_HEADS = {
