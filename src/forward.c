@@ -115,6 +115,7 @@ static int send_head(struct fwd *f)
 	x->via_http10 = f->head.http10;
 	evbuffer_add(out, end, exchange_head_end(x, end, f->chunked_out));
 	size_t len = evbuffer_get_length(out);
+	x->req.sent_continue = 1; /* no 100 after this: it would be body */
 	int rc = exchange_write(x, evbuffer_pullup(out, -1), len);
 	evbuffer_free(out);
 	x->status = status;

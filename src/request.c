@@ -161,6 +161,10 @@ static int check_head(struct request *r)
 		if (r->http_major == 1 && r->http_minor == 0)
 			r->keep_alive = 0;
 	}
+	/* RFC 9110 9.3.2: content in a HEAD has no defined meaning, and
+	 * libcurl cannot send it as HEAD (an upload makes it a PUT) */
+	if (r->has_body && strcmp(r->method, "HEAD") == 0)
+		return fail(r, 400, "a HEAD request with content");
 	return 0;
 }
 
@@ -313,8 +317,10 @@ ssize_t request_read_body(struct request *r, char *buf, size_t len)
 		size_t have = evbuffer_get_length(r->body);
 		if (have > 0) {
 			int n = evbuffer_remove(r->body, buf, len);
-			if (n > 0)
+			if (n > 0) {
 				r->body_read += (uint64_t)n;
+				r->sent_continue = 1; /* the client sends without it */
+			}
 			return n;
 		}
 		if (r->message_complete)

@@ -35,7 +35,10 @@ struct request {
 	int chunked;              /* the body is chunked */
 	int has_body;             /* Content-Length > 0 or chunked */
 	int expect_continue;      /* Expect: 100-continue */
-	int sent_continue;
+	int sent_continue;        /* a 100 is no longer to be sent: sent, or a
+	                             body byte came (RFC 9110 10.1.1), or the
+	                             final head went out (forward.c): a 1xx
+	                             after it would land inside the body */
 	int keep_alive;           /* as the client asked (llhttp) */
 	int headers_complete;
 	int message_complete;
