@@ -371,9 +371,19 @@ config_defaults(struct config *c)
 	strcpy(c->auth_realm, "corral");
 	c->shutdown_grace_ms = 10 * 1000;
 	c->keepalive_linger_ms = 50;
-	c->connect_ports[0] = 443;
-	c->n_connect_ports = 1;
-	c->connect_any_port = 0;
+	/* Squid's Safe_ports and SSL_ports, without the ports of schemes
+	 * corral does not speak (ftp 21, gopher 70, wais 210) */
+	static const int http_ports[][2] = {
+		{ 80, 80 }, { 443, 443 }, { 280, 280 }, { 488, 488 }, { 591, 591 },
+		{ 777, 777 }, { 1025, 65535 },
+	};
+	c->connect_ports = (struct config_ports){ .range = { { 443, 443 } }, .n = 1 };
+	c->http_ports = (struct config_ports){ .n = 0 };
+	for (size_t i = 0; i < sizeof http_ports / sizeof http_ports[0]; i++) {
+		c->http_ports.range[i].lo = http_ports[i][0];
+		c->http_ports.range[i].hi = http_ports[i][1];
+		c->http_ports.n++;
+	}
 
 	c->connect_timeout_ms = 10 * 1000;
 	c->upstream_timeout_ms = 120 * 1000;
@@ -407,7 +417,7 @@ enum key_kind {
 	KEY_LISTEN,   /* [proxy] listen: the list of host:port */
 	KEY_ALLOW,    /* [proxy] allow: the list of CIDRs */
 	KEY_ADMIN,    /* [admin] listen: one host:port, or empty for none */
-	KEY_PORTS,    /* [proxy] connect_ports: "*" or a list of ports */
+	KEY_PORTS,    /* struct config_ports: "*", or a list of ports and ranges */
 	KEY_ENUM,     /* an enum: the index of the value in `names` */
 };
 
@@ -468,6 +478,7 @@ static const struct key_def keys[] = {
 	{ "proxy", "shutdown_grace", KEY_DURATION, FIELD(shutdown_grace_ms), 0, NULL },
 	{ "proxy", "keepalive_linger", KEY_DURATION, FIELD(keepalive_linger_ms), 0, NULL },
 	{ "proxy", "connect_ports", KEY_PORTS, FIELD(connect_ports), 0, NULL },
+	{ "proxy", "http_ports", KEY_PORTS, FIELD(http_ports), 0, NULL },
 	{ "upstream", "connect_timeout", KEY_DURATION, FIELD(connect_timeout_ms), 1, NULL },
 	{ "upstream", "timeout", KEY_DURATION, FIELD(upstream_timeout_ms), 1, NULL },
 	{ "upstream", "parent", KEY_STRING, FIELD(parent), 0, NULL },
@@ -640,18 +651,38 @@ cidr_one(const char *s, void *arr, int i)
 	return config_parse_cidr(s, &((struct config_cidr *)arr)[i]);
 }
 
+/* "N" or "N-M" (N <= M), from 1 to 65535 */
 static int
 port_one(const char *s, void *arr, int i)
 {
-	int *ports = arr;
+	struct config_ports *ports = arr;
 	const char *p = s;
-	uint64_t v;
+	uint64_t lo, hi;
 
-	if (parse_digits(&p, &v) != 0 || *p != '\0' || v < 1 || v > 65535)
+	if (parse_digits(&p, &lo) != 0 || lo < 1 || lo > 65535)
 		return -1;
-	ports[i] = (int)v;
+	hi = lo;
+	if (*p == '-') {
+		p++;
+		if (parse_digits(&p, &hi) != 0 || hi < lo || hi > 65535)
+			return -1;
+	}
+	if (*p != '\0')
+		return -1;
+	ports->range[i].lo = (int)lo;
+	ports->range[i].hi = (int)hi;
 	for (int j = 0; j < i; j++)
-		if (ports[j] == ports[i])
+		if (ports->range[j].lo == ports->range[i].lo && ports->range[j].hi == ports->range[i].hi)
+			return 1;
+	return 0;
+}
+
+int config_port_allowed(const struct config_ports *p, int port)
+{
+	if (p->any)
+		return 1;
+	for (int i = 0; i < p->n; i++)
+		if (p->range[i].lo <= port && port <= p->range[i].hi)
 			return 1;
 	return 0;
 }
@@ -758,33 +789,29 @@ key_apply(struct load_state *st, const struct key_def *k, const char *value)
 		return n > 0 ? 0 : -1;
 	}
 	case KEY_PORTS: {
-		struct config *c = st->c;
-		char *copy;
-		int n;
+		struct config_ports *ports = (struct config_ports *)((char *)st->c + k->off);
+		struct config_ports parsed = { .n = 0 };
 		if (strcmp(value, "*") == 0) {
-			c->connect_any_port = 1;
-			c->n_connect_ports = 0;
+			*ports = (struct config_ports){ .any = 1 };
 			return 0;
 		}
 		if (value[0] == '\0') {
-			/* No CONNECT at all. */
-			c->connect_any_port = 0;
-			c->n_connect_ports = 0;
+			*ports = parsed; /* none at all */
 			return 0;
 		}
-		copy = strdup(value);
+		char *copy = strdup(value);
 		if (copy == NULL) {
 			load_error(st, st->lineno, "out of memory");
 			return -1;
 		}
-		n = parse_list(st, k, copy, 0, CONFIG_MAX_PORTS,
-		               "* or a list of ports from 1 to 65535", "ports",
-		               port_one, c->connect_ports);
+		int n = parse_list(st, k, copy, 0, CONFIG_MAX_PORTS,
+		                   "* or a list of ports and ranges from 1 to 65535 (443, 1025-65535)",
+		                   "ports or ranges", port_one, &parsed);
 		free(copy);
 		if (n < 0)
 			return -1;
-		c->connect_any_port = 0;
-		c->n_connect_ports = n;
+		parsed.n = n;
+		*ports = parsed;
 		return 0;
 	}
 	case KEY_ADMIN:

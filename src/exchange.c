@@ -230,6 +230,17 @@ static void dispatch(struct exchange *x)
 		               "this proxy can fetch");
 		return;
 	}
+	if (!config_port_allowed(&x->cfg->http_ports, x->url.port)) {
+		/* Squid's Safe_ports: a request body must not become another
+		 * protocol's commands (SMTP on 25, ...) */
+		char why[96];
+		snprintf(why, sizeof why, "requests to port %d are not allowed (http_ports)",
+		         x->url.port);
+		stats_inc(STAT_requests_destination_denied_total);
+		x->result = "TCP_DENIED";
+		exchange_error(x, 403, why);
+		return;
+	}
 	if (x->cfg->max_request_body && r->content_length > 0 &&
 	    (uint64_t)r->content_length > x->cfg->max_request_body) {
 		stats_inc(STAT_requests_too_large_total);

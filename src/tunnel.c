@@ -209,16 +209,6 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 	bufferevent_enable(t->upstream, EV_READ | EV_WRITE);
 }
 
-static int port_allowed(const struct config *c, int port)
-{
-	if (c->connect_any_port)
-		return 1;
-	for (int i = 0; i < c->n_connect_ports; i++)
-		if (c->connect_ports[i] == port)
-			return 1;
-	return 0;
-}
-
 /* The connected socket, taken from curl: a dup of it for the tunnel, and
  * curl's descriptor number pointed at a fresh unconnected socket (dup3), so
  * that the tunnel holds the only descriptor of the connection. curl keeps a
@@ -258,7 +248,7 @@ void tunnel_run(struct exchange *x)
 	}
 	snprintf(x->url.host, sizeof x->url.host, "%s", host);
 	x->url.port = port;
-	if (!port_allowed(x->cfg, port)) {
+	if (!config_port_allowed(&x->cfg->connect_ports, port)) {
 		stats_inc(STAT_requests_destination_denied_total);
 		x->result = "TCP_DENIED";
 		snprintf(why, sizeof why, "CONNECT to port %d is not allowed (connect_ports)", port);

@@ -18,6 +18,14 @@
 #define CONFIG_MAX_ALLOW 64
 #define CONFIG_MAX_PORTS 32
 
+/* Ports a destination may have: any (`*`), or these ranges (a port alone is
+ * a range of one), none when n is 0. */
+struct config_ports {
+	struct { int lo, hi; } range[CONFIG_MAX_PORTS];
+	int n;
+	int any;
+};
+
 struct auth;
 
 /* One address to listen on: "127.0.0.1:3128" or "[::1]:3128". */
@@ -80,9 +88,9 @@ struct config {
 	                               config, freed with it */
 	int64_t shutdown_grace_ms;  /* 10s: SIGTERM waits this long for requests in flight */
 	int64_t keepalive_linger_ms;/* 50ms: a worker waits this long for the next request */
-	int connect_ports[CONFIG_MAX_PORTS]; /* CONNECT allowed to these ports: 443 */
-	int n_connect_ports;
-	int connect_any_port;       /* connect_ports = *  */
+	struct config_ports connect_ports; /* CONNECT allowed to these ports: 443 */
+	struct config_ports http_ports;    /* http:// and https:// requests to these:
+	                                      80, 443, 280, 488, 591, 777, 1025-65535 */
 
 	/* [upstream] */
 	int64_t connect_timeout_ms; /* 10s */

@@ -36,6 +36,8 @@ int config_parse_cidr(const char *s, struct config_cidr *out);       /* 10.0.0.0
 
 /* Does `sa` fall inside one of the config's allow CIDRs? */
 int config_client_allowed(const struct config *c, const struct sockaddr *sa);
+/* Is `port` among `p` ([proxy] connect_ports, http_ports)? */
+int config_port_allowed(const struct config_ports *p, int port);
 
 /* The running config. config_install() takes over the caller's reference
  * and drops the one held on the config it replaces; config_install(NULL) drops

@@ -448,6 +448,26 @@ def test_connect_to_loopback_refused(corral, origin, target):
     assert c.alive()
 
 
+def test_http_ports_limit_where_requests_go(corral, origin):
+    # Squid's Safe_ports: by default not port 25 and the like, where a POST
+    # body would be read as another protocol's commands (found by review)
+    origin.route("/x", o.fixed(body=b"reached"))
+    c = corral()
+    r = raw_request(c.port, request(origin, "/x"))
+    assert r.status == 200 and r.body == b"reached", r  # 1025-65535: allowed
+    for port in (25, 22, 1024):
+        r = raw_request(c.port, "POST http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 4\r\n\r\nQUIT" % port)
+        assert_error(r, 403, "port %d" % port, "http_ports")
+    c.stop()
+    c = corral("[proxy]\nhttp_ports = 80, 443\n")
+    r = raw_request(c.port, request(origin, "/x"))
+    assert_error(r, 403, "http_ports")
+    assert origin.connections == 1  # the first corral's request only
+    assert " TCP_DENIED/403 " in c.wait_log_lines(1)[0]
+    assert c.metrics()["corral_requests_destination_denied_total"] == 1
+
+
 def own_ipv4_address():
     """An IPv4 address of one of this host's interfaces other than loopback
     (SIOCGIFADDR), or None."""

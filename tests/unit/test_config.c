@@ -127,10 +127,18 @@ check_same_config(const char *file, int line, const char *what,
 	      what);
 	SAME(shutdown_grace_ms);
 	SAME(keepalive_linger_ms);
-	SAME(n_connect_ports);
-	SAME(connect_any_port);
-	for (int i = 0; i < a->n_connect_ports && i < b->n_connect_ports; i++)
-		SAME(connect_ports[i]);
+	SAME(connect_ports.n);
+	SAME(connect_ports.any);
+	for (int i = 0; i < a->connect_ports.n && i < b->connect_ports.n; i++) {
+		SAME(connect_ports.range[i].lo);
+		SAME(connect_ports.range[i].hi);
+	}
+	SAME(http_ports.n);
+	SAME(http_ports.any);
+	for (int i = 0; i < a->http_ports.n && i < b->http_ports.n; i++) {
+		SAME(http_ports.range[i].lo);
+		SAME(http_ports.range[i].hi);
+	}
 	check(strcmp(a->ca_file, b->ca_file) == 0, file, line, "%s: ca_file differs", what);
 	SAME(connect_timeout_ms);
 	SAME(upstream_timeout_ms);
@@ -190,9 +198,21 @@ test_defaults(void)
 	CHECK_STR(d.auth_realm, "corral");
 	CHECK_INT(d.shutdown_grace_ms, 10000);
 	CHECK_INT(d.keepalive_linger_ms, 50);
-	CHECK_INT(d.n_connect_ports, 1);
-	CHECK_INT(d.connect_ports[0], 443);
-	CHECK_INT(d.connect_any_port, 0);
+	CHECK_INT(d.connect_ports.n, 1);
+	CHECK_INT(d.connect_ports.range[0].lo, 443);
+	CHECK_INT(d.connect_ports.range[0].hi, 443);
+	CHECK_INT(d.connect_ports.any, 0);
+	/* http_ports: Squid's Safe_ports for the schemes corral speaks */
+	CHECK_INT(d.http_ports.any, 0);
+	CHECK(config_port_allowed(&d.http_ports, 80));
+	CHECK(config_port_allowed(&d.http_ports, 443));
+	CHECK(config_port_allowed(&d.http_ports, 777));
+	CHECK(config_port_allowed(&d.http_ports, 1025));
+	CHECK(config_port_allowed(&d.http_ports, 65535));
+	CHECK(!config_port_allowed(&d.http_ports, 25));
+	CHECK(!config_port_allowed(&d.http_ports, 22));
+	CHECK(!config_port_allowed(&d.http_ports, 1024));
+	CHECK(!config_port_allowed(&d.http_ports, 79));
 	CHECK_STR(d.ca_file, "");
 	CHECK_INT(d.connect_timeout_ms, 10000);
 	CHECK_INT(d.upstream_timeout_ms, 120000);
@@ -466,6 +486,7 @@ test_full_file(void)
 	    "shutdown_grace = 0\n"
 	    "keepalive_linger = 0\n"
 	    "connect_ports = 443, 8443 ,563\n"
+	    "http_ports = 80, 8000-8999\n"
 	    "\n"
 	    "# upstream\n"
 	    "[upstream]\n"
@@ -518,11 +539,18 @@ test_full_file(void)
 	CHECK(c->auth == NULL);
 	CHECK_INT(c->shutdown_grace_ms, 0);
 	CHECK_INT(c->keepalive_linger_ms, 0);
-	CHECK_INT(c->n_connect_ports, 3);
-	CHECK_INT(c->connect_ports[0], 443);
-	CHECK_INT(c->connect_ports[1], 8443);
-	CHECK_INT(c->connect_ports[2], 563);
-	CHECK_INT(c->connect_any_port, 0);
+	CHECK_INT(c->connect_ports.n, 3);
+	CHECK_INT(c->connect_ports.range[0].lo, 443);
+	CHECK_INT(c->connect_ports.range[1].lo, 8443);
+	CHECK_INT(c->connect_ports.range[2].lo, 563);
+	CHECK_INT(c->connect_ports.range[2].hi, 563);
+	CHECK_INT(c->connect_ports.any, 0);
+	CHECK_INT(c->http_ports.n, 2);
+	CHECK(config_port_allowed(&c->http_ports, 80));
+	CHECK(config_port_allowed(&c->http_ports, 8000));
+	CHECK(config_port_allowed(&c->http_ports, 8999));
+	CHECK(!config_port_allowed(&c->http_ports, 9000));
+	CHECK(!config_port_allowed(&c->http_ports, 443));
 	CHECK_STR(c->ca_file, "/etc/corral/ca.pem");
 	CHECK_INT(c->connect_timeout_ms, 3000);
 	CHECK_INT(c->upstream_timeout_ms, 120000);
@@ -751,7 +779,15 @@ test_errors(void)
 	                 "test.ini:2: [admin] listen: expected", "got '3129'");
 	CHECK_LOAD_FAILS("[proxy]\nconnect_ports = 443, https\n",
 	                 "test.ini:2: [proxy] connect_ports: expected * or a list "
-	                 "of ports from 1 to 65535, got 'https'");
+	                 "of ports and ranges from 1 to 65535 (443, 1025-65535), got 'https'");
+	CHECK_LOAD_FAILS("[proxy]\nhttp_ports = 80, 9000-8000\n",
+	                 "test.ini:2: [proxy] http_ports: expected", "got '9000-8000'");
+	CHECK_LOAD_FAILS("[proxy]\nhttp_ports = 80, 1-\n",
+	                 "test.ini:2: [proxy] http_ports: expected", "got '1-'");
+	CHECK_LOAD_FAILS("[proxy]\nhttp_ports = 1-65536\n",
+	                 "test.ini:2: [proxy] http_ports: expected", "got '1-65536'");
+	CHECK_LOAD_FAILS("[proxy]\nhttp_ports = 10-20, 10-20\n",
+	                 "test.ini:2: [proxy] http_ports: expected each item once");
 	CHECK_LOAD_FAILS("[proxy]\nconnect_ports = 0\n",
 	                 "test.ini:2: [proxy] connect_ports: expected * or a list");
 	CHECK_LOAD_FAILS("[proxy]\nconnect_ports = 65536\n",
@@ -760,13 +796,15 @@ test_errors(void)
 	                 "test.ini:2: [proxy] connect_ports: expected each");
 	c = load("[proxy]\nconnect_ports = *\n", err, sizeof err);
 	if (CHECK(c != NULL)) {
-		CHECK_INT(c->connect_any_port, 1);
+		CHECK_INT(c->connect_ports.any, 1);
+		CHECK(config_port_allowed(&c->connect_ports, 22));
 		config_put(c);
 	}
 	c = load("[proxy]\nconnect_ports =\n", err, sizeof err);
 	if (CHECK(c != NULL)) {
-		CHECK_INT(c->connect_any_port, 0);
-		CHECK_INT(c->n_connect_ports, 0);
+		CHECK_INT(c->connect_ports.any, 0);
+		CHECK_INT(c->connect_ports.n, 0);
+		CHECK(!config_port_allowed(&c->connect_ports, 443));
 		config_put(c);
 	}
 	CHECK_LOAD_FAILS("[upstream]\nallow_loopback = sometimes\n",
