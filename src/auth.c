@@ -157,7 +157,11 @@ static const char *bad_line(const char *name, size_t nlen, const char *hash)
 	    strncmp(hash, "$2y$", 4) != 0 && strncmp(hash, "$5$", 3) != 0 &&
 	    strncmp(hash, "$6$", 3) != 0 && strncmp(hash, "$y$", 3) != 0)
 		return "not a bcrypt ($2y$), SHA-crypt ($5$, $6$) or yescrypt ($y$) hash";
-	if (crypt_checksalt(hash) != CRYPT_SALT_OK)
+	/* Debian's libxcrypt rates SHA-256-crypt ($5$, `openssl passwd -5`)
+	 * as legacy, yet computes it: taken, as SHA-512-crypt is */
+	int salt = crypt_checksalt(hash);
+	if (salt != CRYPT_SALT_OK &&
+	    !(salt == CRYPT_SALT_METHOD_LEGACY && strncmp(hash, "$5$", 3) == 0))
 		return "a hash this system's crypt(3) does not accept";
 	if (hash_cost(hash) < 0)
 		return "a hash dearer to check than bcrypt cost 14, 1000000 SHA-crypt rounds or "

@@ -169,6 +169,20 @@ static void test_check(void)
 	snprintf(two, sizeof two, "%s %s", basic("zoe:secret one"), "extra");
 	CHECK_NULL(auth_check(a, two));
 	auth_free(a);
+	/* SHA-256-crypt, as `openssl passwd -5 -salt saltsalt secret` makes it
+	 * (libxcrypt calls it legacy) */
+	a = auth_load(write_file("users.pw",
+	                         "sam:$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA\n"),
+	              err, sizeof err);
+	if (check(a != NULL, __FILE__, __LINE__, "$5$ refused: %s", err)) {
+		u = auth_check(a, basic("sam:secret"));
+		CHECK(u != NULL && strcmp(u, "sam") == 0);
+		CHECK_NULL(auth_check(a, basic("sam:secrets")));
+	}
+	auth_free(a);
+	/* md5crypt ($1$) stays refused */
+	CHECK(auth_load(write_file("users.pw", "old:$1$saltsalt$qjXMvbEw8oaL.CzflDugX/\n"), err,
+	                sizeof err) == NULL);
 }
 
 struct flood {
