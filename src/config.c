@@ -1010,6 +1010,34 @@ has_control(const char *s)
 	return 0;
 }
 
+/* What is wrong with [upstream] ca_file, or NULL: it must be a readable
+ * file with a PEM certificate in it (else every https fetch would fail
+ * with libcurl's "error setting certificate file"). Read once per load. */
+static const char *
+ca_file_problem(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return errno == ENOENT ? "no such file" : "cannot open";
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	char buf[4096 + sizeof begin];
+	size_t kept = 0, n;
+	int found = 0;
+	while (!found && (n = fread(buf + kept, 1, sizeof buf - 1 - kept, f)) > 0) {
+		buf[kept + n] = '\0';
+		found = strstr(buf, begin) != NULL;
+		/* keep the tail, in case the marker straddles two reads */
+		size_t have = kept + n;
+		kept = have < sizeof begin - 1 ? have : sizeof begin - 1;
+		memmove(buf, buf + have - kept, kept);
+	}
+	int failed = ferror(f);
+	fclose(f);
+	if (failed)
+		return "cannot read it";
+	return found ? NULL : "no PEM certificate (-----BEGIN CERTIFICATE-----) in it";
+}
+
 static void
 load_check(struct load_state *st)
 {
@@ -1043,6 +1071,12 @@ load_check(struct load_state *st)
 		if (c->auth == NULL)
 			load_error(st, st->key_line[key_find("proxy", "auth_file")],
 			           "[proxy] auth_file: %s", why);
+	}
+	if (c->ca_file[0] != '\0' && st->err_line == 0) {
+		const char *why = ca_file_problem(c->ca_file);
+		if (why)
+			load_error(st, st->key_line[key_find("upstream", "ca_file")],
+			           "[upstream] ca_file: %s: %s", c->ca_file, why);
 	}
 	if (c->has_admin) {
 		for (int i = 0; i < c->n_listen; i++) {

@@ -53,6 +53,16 @@ allowed(const struct config *c, const char *addr)
 }
 
 /* Parse `text`; the config or NULL, with the message in `err`. */
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!check(f != NULL, __FILE__, __LINE__, "cannot write %s", path))
+		return;
+	fputs(text, f);
+	fclose(f);
+}
+
 static struct config *
 load(const char *text, char *err, size_t errlen)
 {
@@ -494,7 +504,7 @@ test_full_file(void)
 	    "timeout = 2m\n"
 	    "parent = http://parent.example:8080\n"
 	    "allow_loopback = yes\n"
-	    "ca_file = /etc/corral/ca.pem\n"
+	    "ca_file = @CA@\n"
 	    "[cache]\n"
 	    "memory = 1G\n"
 	    "max_object = 100M\n"
@@ -508,7 +518,14 @@ test_full_file(void)
 	    "[admin]\n"
 	    "listen = [::1]:9000";
 	char err[256] = "untouched";
-	struct config *c = load(text, err, sizeof err);
+	/* ca_file must name a file with a certificate in it */
+	char ca[64], full[sizeof text + 64];
+	snprintf(ca, sizeof ca, "/tmp/corral-test-ca-%d.pem", (int)getpid());
+	write_text(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+	const char *at = strstr(text, "@CA@");
+	snprintf(full, sizeof full, "%.*s%s%s", (int)(at - text), text, ca, at + 4);
+	struct config *c = load(full, err, sizeof err);
+	unlink(ca);
 
 	if (!check(c != NULL, __FILE__, __LINE__, "full file rejected: %s", err))
 		return;
@@ -551,7 +568,7 @@ test_full_file(void)
 	CHECK(config_port_allowed(&c->http_ports, 8999));
 	CHECK(!config_port_allowed(&c->http_ports, 9000));
 	CHECK(!config_port_allowed(&c->http_ports, 443));
-	CHECK_STR(c->ca_file, "/etc/corral/ca.pem");
+	CHECK_STR(c->ca_file, ca);
 	CHECK_INT(c->connect_timeout_ms, 3000);
 	CHECK_INT(c->upstream_timeout_ms, 120000);
 	CHECK_STR(c->parent, "http://parent.example:8080");
@@ -773,6 +790,12 @@ test_errors(void)
 	                 "truncate or delete, got 'yes'");
 	CHECK_LOAD_FAILS("[proxy]\nauth_realm = a \"b\"\n",
 	                 "test.ini:2: [proxy] auth_realm: expected a name without quotes");
+	CHECK_LOAD_FAILS("[upstream]\nca_file = /nonexistent/ca.pem\n",
+	                 "test.ini:2: [upstream] ca_file: /nonexistent/ca.pem: no such file");
+	write_text("/tmp/corral-test-noca.pem", "not a certificate\n");
+	CHECK_LOAD_FAILS("[upstream]\nca_file = /tmp/corral-test-noca.pem\n",
+	                 "test.ini:2: [upstream] ca_file: /tmp/corral-test-noca.pem: no PEM");
+	unlink("/tmp/corral-test-noca.pem");
 	CHECK_LOAD_FAILS("[proxy]\nauth_file = /nonexistent/users\n",
 	                 "test.ini:2: [proxy] auth_file: /nonexistent/users: cannot open");
 	CHECK_LOAD_FAILS("[admin]\nlisten = 3129\n",
