@@ -58,7 +58,7 @@ struct fetch {
 	size_t unpumped;                /* bytes appended since the last entry_pump */
 	int dechunk;                    /* the body comes framed: decode it (ch) */
 	struct chunked ch;
-	char why[160];                  /* why the body broke off, if not libcurl's */
+	char why[320];                  /* why the body broke off, if not libcurl's */
 	uint64_t appended;              /* body bytes appended */
 	int body_done;                  /* the body's last byte is appended */
 	int64_t request_time;
@@ -270,7 +270,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	case RESPHEAD_NOMEM:
 		return 0;
 	case RESPHEAD_FINAL:
-		if (resphead_framing_error(&f->head, f->why, sizeof f->why))
+		if (resphead_framing_error(&f->head, f->why, sizeof f->why) ||
+		    upstream_parent_refused(&f->u, f->head.status, f->why, sizeof f->why))
 			return 0;
 		if ((f->head.status == 500 || f->head.status == 502 || f->head.status == 503 ||
 		     f->head.status == 504) && (can_stand_in(f) || f->out == &f->own_out)) {

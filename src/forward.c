@@ -41,7 +41,8 @@ struct fwd {
 	int client_failed;          /* writing to or reading from the client failed */
 	int body_too_large;         /* a chunked upload crossed max_request_body
 	                             * (client_failed is set too) */
-	char bad_framing[160];      /* why the final head was refused, for the 502 */
+	char bad_framing[320];      /* why the final head was refused, for the 502 */
+	const struct upstream_ctx *u;
 };
 
 static size_t read_body(char *buf, size_t size, size_t n, void *ud)
@@ -172,7 +173,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 		return len;
 	}
 	case RESPHEAD_FINAL:
-		if (resphead_framing_error(&f->head, f->bad_framing, sizeof f->bad_framing))
+		if (resphead_framing_error(&f->head, f->bad_framing, sizeof f->bad_framing) ||
+		    upstream_parent_refused(f->u, f->head.status, f->bad_framing,
+		                            sizeof f->bad_framing))
 			return 0;
 		if (send_head(f) < 0) {
 			f->client_failed = 1;
@@ -206,9 +209,10 @@ void forward_run(struct exchange *x)
 	resphead_init(&f.head);
 	if (x->result == NULL)
 		x->result = "TCP_MISS";
-	x->hierarchy = "HIER_DIRECT";
+	x->hierarchy = upstream_hierarchy(x->cfg);
 
 	CURL *h = upstream_easy(x->cfg, &u);
+	f.u = &u;
 	struct curl_slist *hdrs = NULL;
 	struct upstream_forwarding fw;
 	upstream_forwarding_init(&fw, x->cfg, r->http_minor, x->s->peer_text);

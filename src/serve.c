@@ -32,6 +32,7 @@
 #include "corral/range.h"
 #include "corral/session.h"
 #include "corral/stats.h"
+#include "corral/upstream.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -412,7 +413,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 	x->result = refresh ? "TCP_CLIENT_REFRESH_MISS"
 	            : out.revalidated == 1 ? "TCP_REFRESH_UNMODIFIED"
 	            : out.revalidated == 2 ? "TCP_REFRESH_MODIFIED" : "TCP_MISS";
-	x->hierarchy = "HIER_DIRECT";
+	x->hierarchy = upstream_hierarchy(x->cfg);
 	if (out.entry == NULL && out.stale) {
 		/* the fetch failed; the stored copy stands in (the fetch
 		 * attached rd to it): RFC 9211's fwd-status says what came */
@@ -423,7 +424,7 @@ static void serve_fetch(struct exchange *x, struct keyhead *h, struct entry_read
 		         x->req.url, out.why);
 		stats_inc(STAT_cache_stale_if_error_total);
 		serve_stored(x, out.stale, rd, "TCP_REFRESH_FAIL_OLD", cs, 0);
-		x->hierarchy = "HIER_DIRECT"; /* it did go to the origin */
+		x->hierarchy = upstream_hierarchy(x->cfg); /* it did go to the origin */
 		entry_unref(&out.stale);
 		return;
 	}

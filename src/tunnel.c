@@ -295,7 +295,7 @@ void tunnel_run(struct exchange *x)
 		exchange_error(x, status, why);
 		return;
 	}
-	x->hierarchy = "HIER_DIRECT";
+	x->hierarchy = upstream_hierarchy(x->cfg);
 	char *ip = NULL;
 	if (curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip)
 		snprintf(x->upstream, sizeof x->upstream, "%s", ip);
@@ -326,7 +326,7 @@ void tunnel_run(struct exchange *x)
 		.start_ms = x->start_ms, .elapsed_ms = mono_ms() - x->start_mono,
 		.client = x->s->peer_text, .user = x->user, .result = "TCP_TUNNEL", .status = 200,
 		.bytes = x->bytes_out, .method = "CONNECT", .url = x->req.url,
-		.hierarchy = "HIER_DIRECT", .upstream = x->upstream, .mime = "-",
+		.hierarchy = upstream_hierarchy(x->cfg), .upstream = x->upstream, .mime = "-",
 		.http_version = "HTTP/1.1",
 		.user_agent = headers_get(&x->req.headers, "User-Agent"),
 	};

@@ -155,6 +155,20 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 
 #define UPSTREAM_IDLE_MAX 256L
 
+/* The host[:port] of a proxy URL: scheme://[user[:password]@]host[:port][/] */
+static void parent_host(const char *url, char *out, size_t len)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', n);
+	if (at) {
+		n -= (size_t)(at + 1 - p);
+		p = at + 1;
+	}
+	snprintf(out, len, "%.*s", (int)n, p);
+}
+
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 {
 	CURL *h = curl_easy_init();
@@ -189,6 +203,7 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, u);
 	curl_easy_setopt(h, CURLOPT_PROXY, c->parent); /* "" = none, not the environment's */
+	parent_host(c->parent, u->parent, sizeof u->parent);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, u);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
@@ -203,9 +218,29 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	return h;
 }
 
+const char *upstream_hierarchy(const struct config *c)
+{
+	return c->parent[0] ? "FIRSTUP_PARENT" : "HIER_DIRECT";
+}
+
+int upstream_parent_refused(const struct upstream_ctx *u, int status, char *why, size_t len)
+{
+	if (status != 407 || u->parent[0] == '\0')
+		return 0;
+	snprintf(why, len, "the parent proxy %s asks for credentials (407): give them in "
+	         "[upstream] parent = http://user:password@host:port", u->parent);
+	return 1;
+}
+
 int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
                      const char *host, int port, char *why, size_t whylen)
 {
+	/* whom the connection was with */
+	char who[300];
+	if (u->parent[0])
+		snprintf(who, sizeof who, "the parent proxy %s", u->parent);
+	else
+		snprintf(who, sizeof who, "%s port %d", host, port);
 	long oserr = 0;
 	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
 	const char *detail = u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
@@ -215,8 +250,8 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		return 403;
 	}
 	if (u->stalled) {
-		snprintf(why, whylen, "upstream timeout: %s port %d sent nothing for %lld ms "
-		         "([upstream] timeout)", host, port, (long long)u->stall_ms);
+		snprintf(why, whylen, "upstream timeout: %s sent nothing for %lld ms "
+		         "([upstream] timeout)", who, (long long)u->stall_ms);
 		return 504;
 	}
 	switch (rc) {
@@ -228,21 +263,21 @@ int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
 		return 502;
 	case CURLE_COULDNT_CONNECT:
 		if (oserr == ECONNREFUSED)
-			snprintf(why, whylen, "connection refused by %s port %d", host, port);
+			snprintf(why, whylen, "connection refused by %s", who);
 		else
-			snprintf(why, whylen, "cannot connect to %s port %d: %s", host, port, detail);
+			snprintf(why, whylen, "cannot connect to %s: %s", who, detail);
 		return 502;
 	case CURLE_OPERATION_TIMEDOUT:
-		snprintf(why, whylen, "upstream timeout: %s port %d: %s", host, port, detail);
+		snprintf(why, whylen, "upstream timeout: %s: %s", who, detail);
 		return 504;
 	case CURLE_GOT_NOTHING:
-		snprintf(why, whylen, "%s port %d closed or reset the connection without "
-		         "sending a response", host, port);
+		snprintf(why, whylen, "%s closed or reset the connection without "
+		         "sending a response", who);
 		return 502;
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
 		if (oserr == ECONNRESET || oserr == EPIPE)
-			snprintf(why, whylen, "connection reset by %s port %d", host, port);
+			snprintf(why, whylen, "connection reset by %s", who);
 		else
 			snprintf(why, whylen, "upstream connection failed: %s", detail);
 		return 502;

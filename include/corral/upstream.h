@@ -35,6 +35,9 @@ struct upstream_ctx {
 	void (*after_read)(void *arg);
 	void *after_read_arg;
 	char errbuf[CURL_ERROR_SIZE];
+	char parent[262];                /* [upstream] parent's host:port (no
+	                                    user or password), "" when none: the
+	                                    transport errors are the parent's */
 };
 
 int upstream_init(void);
@@ -80,8 +83,18 @@ int upstream_request_headers(const char *method, const struct http_headers *head
  * purpose (a paused fetch is not a stalled origin). */
 void upstream_touch(struct upstream_ctx *u);
 
+/* How the access log names the way a request went: FIRSTUP_PARENT with a
+ * parent (as Squid logs it), else HIER_DIRECT. */
+const char *upstream_hierarchy(const struct config *c);
+
+/* A parent's 407 is not for the client, who cannot give the parent
+ * credentials through corral: true (and `why` says so) when the head of
+ * this status came from the parent's refusal. */
+int upstream_parent_refused(const struct upstream_ctx *u, int status, char *why, size_t len);
+
 /* The status (403, 502 or 504) and a sentence saying why, for a transfer that
- * failed before a response head arrived. */
+ * failed before a response head arrived. Errors of the connection itself
+ * (refused, reset, timeouts) name the parent when there is one. */
 int upstream_failure(CURL *h, CURLcode rc, const struct upstream_ctx *u,
                      const char *host, int port, char *why, size_t whylen);
 

@@ -1062,6 +1062,74 @@ def test_parent_proxy_chain(corral, origin):
         assert (r.status, r.body) == (200, b"tunnelled twice"), r
     wait_for(lambda: any("TCP_TUNNEL" in l for l in parent.access_log_lines()), timeout=10,
              what="the parent's tunnel log line")
+    # the child logs the way as Squid does: FIRSTUP_PARENT/<the parent's IP>
+    lines = child.wait_log_lines(3)
+    assert " FIRSTUP_PARENT/127.0.0.1 " in lines[0], lines
+    assert " TCP_MEM_HIT/200 " in lines[1] and " HIER_NONE/" in lines[1], lines
+    assert " TCP_TUNNEL/200 " in lines[2] and " FIRSTUP_PARENT/127.0.0.1 " in lines[2], lines
+
+
+@pytest.mark.parametrize("how", ["refused", "silent"])
+@pytest.mark.parametrize("no_store", [False, True], ids=["cached", "passed"])
+def test_a_failing_parent_is_named_in_the_error(corral, origin, how, no_store):
+    # the connection's errors are the parent's, not the origin's: corral
+    # never connected to the origin (found by review)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    if how == "silent":
+        listener.listen(8)  # accepts (the kernel does) and never answers
+    port = listener.getsockname()[1]
+    if how == "refused":
+        listener.close()
+    try:
+        c = corral("[upstream]\nparent = http://user:secret@127.0.0.1:%d\ntimeout = 1s\n" % port)
+        headers = [("Cache-Control", "no-store")] if no_store else []
+        r = raw_request(c.port, "GET http://example.invalid/a HTTP/1.1\r\nHost: example.invalid\r\n"
+                        + "".join("%s: %s\r\n" % h for h in headers) + "\r\n")
+        want = {"refused": (502, "connection refused by the parent proxy 127.0.0.1:%d" % port),
+                "silent": (504, "upstream timeout: the parent proxy 127.0.0.1:%d" % port)}[how]
+        assert r.status == want[0] and want[1] in r.text(), r.body
+        assert "secret" not in r.text(), r.body
+        assert "example.invalid port" not in r.text(), r.body
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("no_store", [False, True], ids=["cached", "passed"])
+def test_a_parents_407_is_a_502_that_says_so(corral, origin, no_store):
+    # the client cannot give the parent credentials through corral, and a
+    # 407 reached it without its challenge (Proxy-Authenticate is hop-by-hop)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def parent():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    head += data
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                             b"Proxy-Authenticate: Basic realm=\"up\"\r\n"
+                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+    threading.Thread(target=parent, daemon=True).start()
+    try:
+        c = corral("[upstream]\nparent = http://127.0.0.1:%d\n" % listener.getsockname()[1])
+        headers = "Cache-Control: no-store\r\n" if no_store else ""
+        for attempt in (1, 2):
+            r = raw_request(c.port, "GET http://example.invalid/a HTTP/1.1\r\n"
+                            "Host: example.invalid\r\n%s\r\n" % headers)
+            assert r.status == 502, r
+            assert "asks for credentials (407)" in r.text(), r.body
+    finally:
+        listener.close()
 
 
 def test_connect_to_a_parent_says_who_asked(corral, origin):
