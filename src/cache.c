@@ -109,6 +109,7 @@ static void head_free(struct keyhead *h)
 {
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->changed);
+	free(h->fail_why);
 	free(h->key);
 	free(h);
 }
@@ -490,16 +491,21 @@ void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetc
 	pthread_mutex_unlock(&h->lock);
 }
 
-void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out)
+void cache_fail(struct keyhead *h, int status, const char *why, int shared,
+                struct fetch_outcome *out)
 {
+	char *copy = shared ? strdup(why) : NULL; /* NULL: a waiter tries again */
 	pthread_mutex_lock(&h->lock);
-	if (status != 403)
-		h->failures++; /* (a refused destination is not the origin failing) */
+	h->failures++;
+	char *old = h->fail_why;
+	h->fail_why = copy;
+	h->fail_status = status;
 	out->entry = NULL;
 	out->status = status;
 	snprintf(out->why, sizeof out->why, "%s", why);
 	key_fetch_done(h, out);
 	pthread_mutex_unlock(&h->lock);
+	free(old);
 }
 
 void cache_forget_hfm(struct keyhead *h)

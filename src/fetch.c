@@ -395,6 +395,33 @@ static CURLcode perform(struct fetch *f, struct curl_slist **hdrs)
 	return curl_easy_perform(f->curl);
 }
 
+/* Would another try now meet the same failure? Then the requests that
+ * waited for this one share its answer (cache_fail): a timeout (connect or
+ * no progress), a refused destination, DNS, a refused connection, a TLS
+ * certificate or handshake, or the origin's response itself. Not a reset
+ * or a connection closed without a response, which the next try on a new
+ * connection may not meet (the shared design's hand-off to one waiter). */
+static int shared_failure(CURLcode rc, int status, const struct upstream_ctx *u)
+{
+	if (status == 403 || status == 504 || u->stalled)
+		return 1;
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_WRITE_ERROR: /* on_header refused the response (f->why) */
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void fetch_job(void *arg)
 {
 	struct fetch *f = arg;
@@ -473,7 +500,7 @@ static void fetch_job(void *arg)
 			f->out->stale = f->validate;
 			f->out->stale_status = f->stale_status ? f->stale_status : status;
 		}
-		cache_fail(f->h, status, why, f->out);
+		cache_fail(f->h, status, why, shared_failure(rc, status, &f->u), f->out);
 	}
 	if (f->curl)
 		curl_easy_cleanup(f->curl);
@@ -528,6 +555,6 @@ fail:
 		fetch_free(f);
 	struct fetch_outcome nobodys;
 	cache_fail(h, 503, "the proxy could not start an upstream fetch (out of memory or "
-	           "no thread for it)", out ? out : &nobodys);
+	           "no thread for it)", 0, out ? out : &nobodys);
 	return -1;
 }

@@ -56,6 +56,7 @@ enum verdict {
 	V_SWR,        /* a stale stored copy answers while it is revalidated
 	                 (stale-while-revalidate); *validate set: this request
 	                 starts that revalidation, in the background */
+	V_FAILED,     /* the fetch it waited for failed: its error answers */
 };
 
 static void pass(struct exchange *x, const char *cache_status)
@@ -184,13 +185,15 @@ static struct entry *stand_in(struct keyhead *h, const struct request *r,
 /* Steps 2 and 3: decide under the head's lock. On V_HIT, V_COALESCED,
  * V_STALE and V_SWR, *found is a referenced entry with `rd` attached; on V_HERD one with
  * (*slot)->rd attached and its head sent by the fetch; on V_FETCH the key
- * is PENDING_STORE with this request's fetch counted. *slot: on V_HERD,
+ * is PENDING_STORE with this request's fetch counted; on V_FAILED the
+ * failed fetch's status and why are in *fail_status and fail_why. *slot: on V_HERD,
  * the herd slot taken when the request first joined a herd, for the caller
  * to give back; otherwise NULL. */
 static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_reader *rd,
                            struct entry **found, struct herd_slot **slot,
                            const struct policy_want *want, int only_stored, int refresh,
-                           struct entry **validate)
+                           struct entry **validate, int *fail_status, char *fail_why,
+                           size_t fail_len)
 {
 	/* refresh: the stored copy found first, which must not answer (a
 	 * reference, so that no other entry can take its address) */
@@ -312,13 +315,23 @@ static enum verdict decide(struct exchange *x, struct keyhead *h, struct entry_r
 			}
 			continue;
 		}
-		if (waited && h->failures != failures_before && !is_head && !refresh &&
+		int failed = waited && h->failures != failures_before;
+		if (failed && h->fail_status != 403 && !is_head && !refresh &&
 		    (*found = stand_in(h, r, want, rd)) != NULL) {
 			/* the fetch it waited for failed: a stale copy that may
 			 * stand in answers now, rather than a fetch of its own
 			 * that would likely fail the same way (each waiter in
 			 * turn: a herd would wait a timeout apiece) */
 			v = V_STALE;
+			break;
+		}
+		if (failed && h->fail_why) {
+			/* it waited for that try: its outcome is the answer.
+			 * Trying again, one waiter after the other, made a herd
+			 * on a dead origin wait a timeout apiece */
+			snprintf(fail_why, fail_len, "%s", h->fail_why);
+			*fail_status = h->fail_status;
+			v = V_FAILED;
 			break;
 		}
 		if (only_stored) {
@@ -547,7 +560,10 @@ void cache_serve(struct exchange *x)
 	struct herd_slot *hs;
 	int refresh = use == POLICY_REFRESH;
 	struct entry *validate = NULL;
-	switch (decide(x, h, &rd, &e, &hs, &want, use == POLICY_ONLY_STORED, refresh, &validate)) {
+	int fail_status = 0;
+	char fail_why[384];
+	switch (decide(x, h, &rd, &e, &hs, &want, use == POLICY_ONLY_STORED, refresh, &validate,
+	               &fail_status, fail_why, sizeof fail_why)) {
 	case V_HIT:
 		stats_inc(STAT_cache_hits_total);
 		serve_stored(x, e, &rd, "TCP_MEM_HIT", hit_status(e, &want), 0);
@@ -586,6 +602,11 @@ void cache_serve(struct exchange *x)
 		break;
 	case V_NOT_STORED:
 		not_stored(x);
+		break;
+	case V_FAILED:
+		x->result = fail_status == 403 ? "TCP_DENIED" : "TCP_MISS";
+		x->hierarchy = "HIER_NONE";
+		exchange_error(x, fail_status, fail_why);
 		break;
 	case V_STALE:
 		/* the stored copy, stale, as its stale-if-error allows a waiter

@@ -76,8 +76,11 @@ struct keyhead {
 	struct entry *variants;    /* lock + table lock to change, either to read */
 	struct herd_waiter *herd;  /* lock: waiters the next publish claims */
 	unsigned failures;         /* lock: fetches of the key that failed
-	                              (cache_fail; not a refused destination), for
-	                              waiters to tell */
+	                              (cache_fail), for waiters to tell */
+	int fail_status;           /* lock: the last failed fetch's answer (502,
+	                              504, 403) and why, for the requests that */
+	char *fail_why;            /* waited for it (serve.c), or NULL when that
+	                              failure is not shared (cache_fail) */
 };
 
 /* What a fetch tells the request that started it. Protected by the head's
@@ -167,9 +170,13 @@ void cache_herd_forget(struct herd_waiter *w);
 void cache_herd_done(struct keyhead *h, struct herd_waiter *claimed, struct fetch_outcome *out);
 
 /* A fetch failed before a response head: counts it done and wakes the
- * waiters — the first to see the key READY fetches next, the others keep
- * waiting for that try. */
-void cache_fail(struct keyhead *h, int status, const char *why, struct fetch_outcome *out);
+ * waiters. With `shared` (a failure another try now would meet again: a
+ * timeout, a refused or unresolvable or unverifiable destination), every
+ * waiter answers with this status and why; otherwise (a reset, a closed
+ * connection) the first to see the key READY fetches next and the others
+ * keep waiting for that try. */
+void cache_fail(struct keyhead *h, int status, const char *why, int shared,
+                struct fetch_outcome *out);
 
 /* A request passed because of h's hit-for-miss marker got an answer that
  * may be stored: take the marker out, so that the next request fetches and

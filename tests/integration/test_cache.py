@@ -1941,6 +1941,36 @@ def test_failure_before_head_hands_over_to_one_waiter(corral, origin):
     assert sum(1 for s in statuses if is_collapsed(s)) == n - 2, statuses[:5]
 
 
+@pytest.mark.concurrency
+def test_a_failure_another_try_would_meet_again_answers_the_whole_herd(corral, origin):
+    # A response corral refuses (here a status code outside 100..599) would
+    # be refused again: the waiters share the 502 rather than try one after
+    # the other, which on a dead origin made a herd wait a timeout apiece
+    # (found by review: 20 clients answered 3 s apart). A reset still hands
+    # over to one waiter (the test above).
+    n = SMALL_HERD
+    fail = threading.Event()
+
+    def bad_when_told(req, w):
+        if o.wait_released(fail, w.origin):
+            w.send(b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nhi")
+            w.close()
+    origin.route("/dead", bad_when_told)
+    c = corral()
+    first, rest = start_herd(c, origin, "/dead", n)
+    fail.set()
+    parsers = rest.join()
+    p0 = first.join()[0]
+    assert p0.status == 502, p0
+    assert [p.status for p in parsers] == [502] * (n - 1), [p.status for p in parsers]
+    assert origin.count("/dead") == 1
+    assert metric(c, "cache_fetch_failures_total") == 1
+    assert metric(c, "cache_fetches_total") == 1
+    r = get(c, origin, "/dead")  # later: a fetch of its own, the same answer
+    assert r.status == 502 and "status" in r.text(), r
+    assert origin.count("/dead") == 2
+
+
 # -- 7. a reader that goes away ---------------------------------------------------------------
 
 
