@@ -1025,6 +1025,38 @@ def test_https_target_fetched_over_tls(corral, tls_origin):
     assert og.last("/s").target == "/s"
 
 
+def test_a_reload_changes_which_certificates_are_trusted(corral, tls_origin):
+    # without ca_file, corral verifies through the system's CA directory
+    # (upstream.c); a reload that drops ca_file must stop trusting it (no
+    # TLS session or connection made under the old one is resumed), one that
+    # brings it back must trust it again (the origin closes every connection)
+    import signal
+    og, cert = tls_origin
+    og.route("/s", lambda req, w: (w.send_response(200, "OK", [("Cache-Control", "no-store"),
+                                                                ("Connection", "close")], b"ok"),
+                                   w.close()))
+    c = corral("[upstream]\nca_file = %s\n" % cert)
+
+    def reload_with(text):
+        reloads = c.stderr_text().count("configuration reloaded")
+        c.ini_path.write_text(text)
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: c.stderr_text().count("configuration reloaded") > reloads,
+                 timeout=10 * SCALE, what="the reload")
+
+    for attempt in (1, 2):
+        r = raw_request(c.port, request(og, "/s"))
+        assert (r.status, r.body) == (200, b"ok"), r
+    reload_with(c.ini_text.replace("ca_file = %s" % cert, ""))
+    r = raw_request(c.port, request(og, "/s"))
+    assert r.status == 502 and b"certificate" in r.body.lower(), r.body
+    reload_with(c.ini_text)
+    r = raw_request(c.port, request(og, "/s"))
+    assert (r.status, r.body) == (200, b"ok"), r
+    assert og.connections == 4  # a new one each time (the 502's too)
+    assert c.alive()
+
+
 def test_https_target_with_untrusted_certificate_gets_502(corral, tls_origin):
     og, _ = tls_origin
     og.route("/s", o.fixed(body=b"never", headers=[("Cache-Control", "no-store")]))
