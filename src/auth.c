@@ -20,6 +20,7 @@
  * kinds and costs still shows which users have the cheaper ones).
  */
 #include "corral/auth.h"
+#include "corral/stats.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -330,11 +331,37 @@ static int password_matches(const char *password, const char *hash)
 	if (cd == NULL)
 		return 0;
 	check_begin();
+	stats_inc(STAT_auth_hash_checks_total);
 	const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
 	check_end();
 	int ok = out != NULL && same_secret(out, hash);
 	free(cd);
 	return ok;
+}
+
+static const struct auth_user *find(const struct auth *a, const char *name)
+{
+	struct auth_user key = { .name = (char *)name };
+	return bsearch(&key, a->users, (size_t)a->n, sizeof *a->users, by_name);
+}
+
+void auth_carry(struct auth *to, struct auth *from)
+{
+	pthread_mutex_lock(&from->lock);
+	for (int i = 0; i < AUTH_REMEMBERED; i++) {
+		if (from->remembered[i].token == NULL || to->remembered[i].token != NULL)
+			continue;
+		const struct auth_user *was = find(from, from->remembered[i].user);
+		const struct auth_user *now = find(to, from->remembered[i].user);
+		if (was == NULL || now == NULL || strcmp(was->hash, now->hash) != 0)
+			continue; /* gone, or another password */
+		char *copy = strdup(from->remembered[i].token);
+		if (copy == NULL)
+			break;
+		to->remembered[i].token = copy; /* the same slot: it is the token's */
+		to->remembered[i].user = now->name;
+	}
+	pthread_mutex_unlock(&from->lock);
 }
 
 static uint32_t slot_of(const char *token)
@@ -380,9 +407,7 @@ const char *auth_check(struct auth *a, const char *value)
 	if (colon == NULL || colon[1] == '\0')
 		return NULL; /* no password: refused, as Squid does */
 	*colon = '\0';
-	struct auth_user key = { .name = plain };
-	const struct auth_user *u = bsearch(&key, a->users, (size_t)a->n, sizeof *a->users,
-	                                    by_name);
+	const struct auth_user *u = find(a, plain);
 	/* an unknown name costs a hash too: see the top of the file */
 	int ok = password_matches(colon + 1, u ? u->hash : a->dummy) && u != NULL;
 	explicit_bzero(plain, sizeof plain);

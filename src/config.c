@@ -1271,6 +1271,12 @@ config_install(struct config *c)
 
 	if (c != NULL)
 		(void)box_of(c); /* checks the magic */
+	/* before anyone uses c, and outside current_mtx (installs are the
+	 * main thread's alone) */
+	struct config *prev = config_get();
+	if (prev && prev->auth && c && c->auth)
+		auth_carry(c->auth, prev->auth);
+	config_put(prev);
 	current_lock();
 	old = current;
 	current = c;

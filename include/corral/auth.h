@@ -24,6 +24,11 @@ struct auth;
  * "PATH: why") in err. */
 struct auth *auth_load(const char *path, char *err, size_t errlen);
 void auth_free(struct auth *a);
+/* A reload: the credentials `from` remembers go on in `to` for each user
+ * whose hash is the same in both, so that a reload does not make every
+ * browser's next request pay for a hash check again (behind a flood of
+ * wrong passwords, seconds). `to` is not in use yet. */
+void auth_carry(struct auth *to, struct auth *from);
 /* How many users the file has. */
 int auth_users(const struct auth *a);
 

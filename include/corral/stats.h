@@ -18,6 +18,7 @@
 	X(requests_total, "requests read from clients") \
 	X(requests_denied_total, "requests answered 403: client address not allowed") \
 	X(requests_unauthenticated_total, "requests answered 407: no credentials matching [proxy] auth_file") \
+	X(auth_hash_checks_total, "password hashes checked for [proxy] auth_file (credentials not remembered)") \
 	X(requests_bad_total, "requests answered 400: malformed") \
 	X(requests_too_large_total, "requests answered 413, 414 or 431") \
 	X(requests_destination_denied_total, "requests answered 403: destination not allowed") \

@@ -8,6 +8,7 @@
  * exits non-zero when anything failed.
  */
 #include "corral/auth.h"
+#include "corral/stats.h"
 
 #include <crypt.h>
 #include <pthread.h>
@@ -232,6 +233,35 @@ static void test_checks_bounded(void)
 	auth_free(a);
 }
 
+/* A reload keeps the credentials of users whose hash is unchanged, and
+ * only theirs (auth_carry). */
+static void test_carry(void)
+{
+	char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], hb2[CRYPT_OUTPUT_SIZE];
+	char text[1024], err[512];
+	hash_of("$6$", "apple", ha, sizeof ha);
+	hash_of("$6$", "banana", hb, sizeof hb);
+	hash_of("$6$", "cherry", hb2, sizeof hb2);
+	snprintf(text, sizeof text, "ann:%s\nben:%s\n", ha, hb);
+	struct auth *old = auth_load(write_file("old.pw", text), err, sizeof err);
+	snprintf(text, sizeof text, "ann:%s\nben:%s\n", ha, hb2);
+	struct auth *fresh = auth_load(write_file("new.pw", text), err, sizeof err);
+	if (!CHECK(old != NULL && fresh != NULL))
+		goto out;
+	CHECK(auth_check(old, basic("ann:apple")) != NULL);
+	CHECK(auth_check(old, basic("ben:banana")) != NULL);
+	auth_carry(fresh, old);
+	int64_t checks = stats_get(STAT_auth_hash_checks_total);
+	const char *u = auth_check(fresh, basic("ann:apple"));
+	CHECK(u != NULL && strcmp(u, "ann") == 0);
+	CHECK_INT(stats_get(STAT_auth_hash_checks_total), checks); /* remembered */
+	CHECK_NULL(auth_check(fresh, basic("ben:banana"))); /* ben's password changed */
+	CHECK(auth_check(fresh, basic("ben:cherry")) != NULL);
+out:
+	auth_free(old);
+	auth_free(fresh);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -242,6 +272,7 @@ int main(void)
 	test_load_errors();
 	test_check();
 	test_checks_bounded();
+	test_carry();
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
