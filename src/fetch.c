@@ -295,6 +295,14 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 				return 0;
 			return len;
 		}
+		if (f->head.status == 304) {
+			/* to a request without validators (corral sends the
+			 * client's none): nothing to send the client, and the
+			 * stored copy, if any, stays */
+			snprintf(f->why, sizeof f->why, "the origin answered 304 Not Modified to a "
+			         "request without validators");
+			return 0;
+		}
 		if (publish(f) < 0)
 			return 0;
 		/* libcurl leaves the chunked framing to us (fetch_job), where
@@ -401,9 +409,12 @@ static CURLcode perform(struct fetch *f, struct curl_slist **hdrs)
  * certificate or handshake, or the origin's response itself. Not a reset
  * or a connection closed without a response, which the next try on a new
  * connection may not meet (the shared design's hand-off to one waiter). */
-static int shared_failure(CURLcode rc, int status, const struct upstream_ctx *u)
+static int shared_failure(CURLcode rc, int status, const struct fetch *f)
 {
-	if (status == 403 || status == 504 || u->stalled)
+	if (f->stale_status)
+		return 0; /* the origin's 5xx, for the starter's stored copy to stand
+		             in for: another waiter must see the 5xx itself (its try) */
+	if (status == 403 || status == 504 || f->u.stalled)
 		return 1;
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_HOST:
@@ -500,7 +511,7 @@ static void fetch_job(void *arg)
 			f->out->stale = f->validate;
 			f->out->stale_status = f->stale_status ? f->stale_status : status;
 		}
-		cache_fail(f->h, status, why, shared_failure(rc, status, &f->u), f->out);
+		cache_fail(f->h, status, why, shared_failure(rc, status, f), f->out);
 	}
 	if (f->curl)
 		curl_easy_cleanup(f->curl);

@@ -35,13 +35,9 @@ int revalidate_matches(const struct entry *stored, const struct resphead *not_mo
 {
 	const char *etag = headers_get(&not_modified->headers, "ETag");
 	const char *was = headers_get(&stored->headers, "ETag");
-	if (etag) {
-		if (was == NULL)
-			return 0;
-		if (strncmp(etag, "W/", 2) != 0)
-			return strcmp(etag, was) == 0;
-		return strcmp(opaque_tag(etag), opaque_tag(was)) == 0;
-	}
+	if (etag) /* weak comparison: nginx weakens a gzipped 200's tag
+	             (W/"a") but sends its 304 with the strong one ("a") */
+		return was != NULL && strcmp(opaque_tag(etag), opaque_tag(was)) == 0;
 	const char *lm = headers_get(&not_modified->headers, "Last-Modified");
 	const char *was_lm = headers_get(&stored->headers, "Last-Modified");
 	if (lm == NULL || was_lm == NULL)

@@ -40,6 +40,11 @@
 #include <event2/event.h>
 
 #define TUNNEL_HIGH (256 * 1024)
+/* Once one side has ended, the tunnel's idle timeout is at most this: a
+ * client that closed outright (which an EOF cannot tell from a half-close)
+ * would otherwise hold its tunnel, two descriptors and a connection slot
+ * for all of [upstream] timeout (HAProxy's "timeout client-fin") */
+#define TUNNEL_HALF_CLOSED_MS (10 * 1000)
 
 static struct event_base *loop_base;
 
@@ -116,12 +121,21 @@ static void arm_idle(struct tunnel *t, int64_t ms)
 	evtimer_add(t->idle, &tv);
 }
 
+/* The idle timeout now: shorter once a side has ended. */
+static int64_t idle_limit(const struct tunnel *t)
+{
+	if ((t->ended[SIDE_CLIENT] || t->ended[SIDE_UPSTREAM]) &&
+	    t->idle_timeout_ms > TUNNEL_HALF_CLOSED_MS)
+		return TUNNEL_HALF_CLOSED_MS;
+	return t->idle_timeout_ms;
+}
+
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct tunnel *t = arg;
-	int64_t left = t->last_active_ms + t->idle_timeout_ms - mono_ms();
+	int64_t left = t->last_active_ms + idle_limit(t) - mono_ms();
 	if (left > 0) {
 		arm_idle(t, left);
 		return;
@@ -172,6 +186,7 @@ static void on_event(struct bufferevent *b, short what, void *arg)
 	/* the side's end: what was read before it goes on, then the end */
 	evbuffer_add_buffer(bufferevent_get_output(other), bufferevent_get_input(b));
 	t->ended[side_of(t, b)] = 1;
+	arm_idle(t, idle_limit(t)); /* the shorter clock from now (on_idle counts) */
 	bufferevent_disable(b, EV_READ);
 	bufferevent_setwatermark(other, EV_WRITE, 0, 0); /* on_drained when all is out */
 	pass_end_when_flushed(t, other);

@@ -24,8 +24,10 @@
 #include <unistd.h>
 
 static CURLSH *share;
-/* libcurl's default CA directory exists (Debian: /etc/ssl/certs, hashed):
- * https fetches without ca_file verify through it alone (upstream_easy) */
+/* libcurl's default CA directory is there and hashed (Debian's
+ * /etc/ssl/certs, kept by update-ca-certificates: a "<hash>.0" link per
+ * CA): https fetches without ca_file verify through it alone
+ * (upstream_easy) */
 static int default_capath;
 static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
@@ -62,7 +64,11 @@ int upstream_init(void)
 	char *capath = NULL;
 	if (h && curl_easy_getinfo(h, CURLINFO_CAPATH, &capath) == CURLE_OK && capath) {
 		DIR *d = opendir(capath);
-		default_capath = d != NULL;
+		struct dirent *de;
+		while (d && !default_capath && (de = readdir(d)) != NULL) {
+			size_t n = strlen(de->d_name);
+			default_capath = n > 2 && strcmp(de->d_name + n - 2, ".0") == 0;
+		}
 		if (d)
 			closedir(d);
 	}

@@ -16,9 +16,10 @@
 struct curl_slist *revalidate_headers(struct curl_slist *l, const struct entry *stored);
 
 /* May this 304 update `stored` (RFC 9111 4.3.4)? When it has an ETag, that
- * must be stored's: a strong one byte for byte (and stored's strong), a weak
- * one by weak comparison. Without one, its Last-Modified, if both have one,
- * must be the same date. A 304 naming another representation updates
+ * must be stored's by weak comparison (RFC 9110 8.8.3.2: W/ aside; strictly
+ * a strong tag in the 304 names only a strong stored one, but nginx answers
+ * with "a" for the W/"a" it gave a gzipped 200). Without one, its
+ * Last-Modified, if both have one, must be the same date. A 304 naming another representation updates
  * nothing: the fetch asks again without validators (fetch.c). */
 int revalidate_matches(const struct entry *stored, const struct resphead *not_modified);
 

@@ -1225,6 +1225,43 @@ def test_a_herd_whose_fetch_fails_gets_the_stale_copy_at_once(corral, origin):
 
 
 @pytest.mark.concurrency
+def test_a_waiter_with_no_copy_to_stand_in_gets_the_origins_5xx(corral, origin):
+    # The origin's 503 lets the starter's stored copy stand in; a waiter for
+    # another variant, with no copy of its own, must get the origin's 503 (its
+    # own try), not corral's 502 about it (a review of the shared failures)
+    go = threading.Event()
+
+    def by_encoding(req, w):
+        if origin.count("/v5") == 1:
+            return w.send_response(200, "OK", [("Cache-Control", "max-age=1, stale-if-error=600"),
+                                               ("Vary", "Accept-Encoding")], b"gzip copy")
+        if not o.wait_released(go, w.origin):
+            return
+        w.send_response(503, "Unavailable", [("Retry-After", "30")], b"down")
+    origin.route("/v5", by_encoding)
+    c = corral()
+    gz = [("Accept-Encoding", "gzip")]
+    assert get(c, origin, "/v5", headers=gz).body == b"gzip copy"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    got = {}
+    starter = threading.Thread(target=lambda: got.update(s=get(c, origin, "/v5", headers=gz)))
+    starter.start()
+    origin.wait_arrivals("/v5", 2, timeout=TIMEOUT)
+    waiter = threading.Thread(target=lambda: got.update(
+        w=get(c, origin, "/v5", headers=[("Accept-Encoding", "br")])))
+    waiter.start()
+    wait_parked(c, 1, 3)
+    go.set()
+    starter.join(TIMEOUT)
+    waiter.join(TIMEOUT)
+    assert got["s"].body == b"gzip copy", got["s"]  # stood in
+    w = got["w"]
+    assert w.status == 503 and w.header("retry-after") == "30" and w.body == b"down", w
+    assert origin.count("/v5") == 3
+
+
+@pytest.mark.concurrency
 def test_a_herd_on_a_stale_entry_makes_one_revalidation(corral, origin):
     # n clients on a stale URL: one conditional request, held at the origin
     # until all have arrived; its 304 gives every one of them the stored body
@@ -2372,6 +2409,30 @@ def test_vary_compares_what_went_upstream_not_what_the_client_named_hop_by_hop(c
     assert origin.count("/ua") == 3
 
 
+def test_a_304_to_the_request_asked_again_is_a_502_and_the_stored_copy_stays(corral, origin):
+    # the ask-again without validators got a 304 too (a broken origin): the
+    # client, who sent no validators, got that 304, and the stored copy was
+    # gone (review). Now a 502 that says so, and the copy is asked about again.
+    def handler(req, w):
+        n = origin.count("/rr304")
+        if n == 1:
+            return w.send_response(200, "OK", [("Cache-Control", "max-age=1"), ("ETag", '"v1"')],
+                                   b"version one")
+        w.send_head(304, "Not Modified", [("Cache-Control", "max-age=60"), ("ETag", '"v2"')])
+    origin.route("/rr304", handler)
+    c = corral()
+    assert get(c, origin, "/rr304").body == b"version one"
+    stored_at = int(time.time())
+    wait_for(lambda: int(time.time()) >= stored_at + 2, 5, "the entry to go stale")
+    r = get(c, origin, "/rr304")
+    assert r.status == 502 and "304 Not Modified to a request without validators" in r.text(), r
+    assert origin.count("/rr304") == 3
+    assert origin.last("/rr304").header("if-none-match") is None
+    get(c, origin, "/rr304")
+    asked = origin.requests_for("/rr304")[3]
+    assert asked.header("if-none-match") == '"v1"', asked.headers  # the copy stayed
+
+
 @pytest.mark.parametrize("mode,stored", [("on", False), ("truncate", False),
                                          ("transparent", True), ("delete", True)])
 def test_vary_on_x_forwarded_for_is_not_stored_when_corral_writes_the_address(
@@ -2397,9 +2458,12 @@ def test_vary_on_x_forwarded_for_is_not_stored_when_corral_writes_the_address(
     assert origin.count("/xff") == (1 if stored else 2)
 
 
-@pytest.mark.parametrize("answer_tag,updated", [('"v2"', False), ('W/"v1"', True), (None, True)])
+@pytest.mark.parametrize("stored_tag,answer_tag,updated", [
+    ('"v1"', '"v2"', False), ('"v1"', 'W/"v1"', True), ('"v1"', None, True),
+    # nginx's gzip weakens the 200's tag and not its 304's: the same one
+    ('W/"v1"', '"v1"', True)])
 def test_a_304_naming_another_representation_does_not_relabel_the_stored_one(
-        corral, origin, answer_tag, updated):
+        corral, origin, stored_tag, answer_tag, updated):
     # RFC 9111 4.3.4: a 304's strong ETag names the stored response it
     # updates; if it is not the stored one's, nothing is updated. corral
     # then asks again without validators (before, the old body went out
@@ -2407,10 +2471,10 @@ def test_a_304_naming_another_representation_does_not_relabel_the_stored_one(
     def handler(req, w):
         n = origin.count("/rv304")
         if n == 1:
-            return w.send_response(200, "OK", [("Cache-Control", "max-age=1"), ("ETag", '"v1"')],
+            return w.send_response(200, "OK", [("Cache-Control", "max-age=1"), ("ETag", stored_tag)],
                                    b"version one")
         if n == 2:
-            assert req.header("if-none-match") == '"v1"', req.headers
+            assert req.header("if-none-match") == stored_tag, req.headers
             tag = [("ETag", answer_tag)] if answer_tag else []
             return w.send_head(304, "Not Modified", [("Cache-Control", "max-age=60")] + tag)
         assert req.header("if-none-match") is None, req.headers
@@ -2425,7 +2489,7 @@ def test_a_304_naming_another_representation_does_not_relabel_the_stored_one(
     r = get(c, origin, "/rv304")
     assert r.status == 200, r
     if updated:
-        assert r.body == b"version one" and r.header("etag") == (answer_tag or '"v1"'), r
+        assert r.body == b"version one" and r.header("etag") == (answer_tag or stored_tag), r
         assert origin.count("/rv304") == 2
     else:
         assert r.body == b"version two" and r.header("etag") == '"v2"', r

@@ -954,6 +954,28 @@ def test_tunnel_passes_the_servers_end_on_and_still_carries_the_upload(corral, o
                     what="tunnels_active back to 0")
 
 
+def test_a_tunnel_whose_client_is_gone_closes_within_the_half_closed_limit(corral, origin):
+    # An EOF cannot tell a half-close from a client gone for good: with the
+    # server silent, the tunnel held its descriptors and connection slot
+    # for all of [upstream] timeout (review). Once a side has ended, the
+    # idle limit is 10 s.
+    def silent(sock, stop):
+        first = sock.recv(1)  # b"": the client's end, passed on
+        stop.wait(60)  # then silent and open until the test ends
+        return first
+    peer = TcpPeer(silent)
+    try:
+        c = corral("[upstream]\ntimeout = 120s\n")
+        cl = open_tunnel(c, peer.port)
+        assert c.metrics()["corral_tunnels_active"] == 1
+        cl.close()
+        wait_for(lambda: c.metrics()["corral_tunnels_active"] == 0, timeout=30 * SCALE,
+                 what="the half-closed tunnel to close (limit 10 s, timeout 120 s)")
+    finally:
+        peer.close()
+    assert peer.result == b"", (peer.result, peer.error)
+
+
 def test_idle_tunnel_closed_after_timeout(corral, origin):
     def wait_eof(sock, stop):
         start = time.monotonic()
