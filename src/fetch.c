@@ -295,10 +295,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 				return 0;
 			return len;
 		}
-		if (f->head.status == 304) {
-			/* to a request without validators (corral sends the
-			 * client's none): nothing to send the client, and the
-			 * stored copy, if any, stays */
+		if (f->head.status == 304 && !headers_get(&f->req, "If-None-Match") &&
+		    !headers_get(&f->req, "If-Modified-Since")) {
+			/* to a request without validators, from a client that
+			 * sent none either (one that did may take it, as
+			 * before): nothing to send the client, and the stored
+			 * copy, if any, stays */
 			snprintf(f->why, sizeof f->why, "the origin answered 304 Not Modified to a "
 			         "request without validators");
 			return 0;
