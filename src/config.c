@@ -371,19 +371,14 @@ config_defaults(struct config *c)
 	strcpy(c->auth_realm, "corral");
 	c->shutdown_grace_ms = 10 * 1000;
 	c->keepalive_linger_ms = 50;
+	c->connect_ports = (struct config_ports){ .range = { { 443, 443 } }, .n = 1 };
 	/* Squid's Safe_ports and SSL_ports, without the ports of schemes
 	 * corral does not speak (ftp 21, gopher 70, wais 210) */
-	static const int http_ports[][2] = {
-		{ 80, 80 }, { 443, 443 }, { 280, 280 }, { 488, 488 }, { 591, 591 },
-		{ 777, 777 }, { 1025, 65535 },
+	c->http_ports = (struct config_ports){
+		.range = { { 80, 80 }, { 443, 443 }, { 280, 280 }, { 488, 488 }, { 591, 591 },
+		           { 777, 777 }, { 1025, 65535 } },
+		.n = 7,
 	};
-	c->connect_ports = (struct config_ports){ .range = { { 443, 443 } }, .n = 1 };
-	c->http_ports = (struct config_ports){ .n = 0 };
-	for (size_t i = 0; i < sizeof http_ports / sizeof http_ports[0]; i++) {
-		c->http_ports.range[i].lo = http_ports[i][0];
-		c->http_ports.range[i].hi = http_ports[i][1];
-		c->http_ports.n++;
-	}
 
 	c->connect_timeout_ms = 10 * 1000;
 	c->upstream_timeout_ms = 120 * 1000;
@@ -1000,7 +995,6 @@ text_line(const char *text, int lineno, char *buf, size_t len)
 	return buf;
 }
 
-/* Checks between keys, once the whole file is read. */
 static int
 has_control(const char *s)
 {
@@ -1038,6 +1032,7 @@ ca_file_problem(const char *path)
 	return found ? NULL : "no PEM certificate (-----BEGIN CERTIFICATE-----) in it";
 }
 
+/* Checks between keys, once the whole file is read. */
 static void
 load_check(struct load_state *st)
 {
