@@ -995,6 +995,21 @@ text_line(const char *text, int lineno, char *buf, size_t len)
 	return buf;
 }
 
+/* The host[:port] of a proxy URL: scheme://[user[:password]@]host[:port][/] */
+static void
+url_host(const char *url, char *out, size_t len)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', n);
+	if (at) {
+		n -= (size_t)(at + 1 - p);
+		p = at + 1;
+	}
+	snprintf(out, len, "%.*s", (int)n, p);
+}
+
 static int
 has_control(const char *s)
 {
@@ -1037,6 +1052,7 @@ static void
 load_check(struct load_state *st)
 {
 	struct config *c = st->c;
+	url_host(c->parent, c->parent_host, sizeof c->parent_host);
 	int min_line = st->key_line[key_find("proxy", "min_workers")];
 	int plisten_line = st->key_line[key_find("proxy", "listen")];
 	int alisten_line = st->key_line[key_find("admin", "listen")];

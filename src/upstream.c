@@ -174,22 +174,9 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 
 #define UPSTREAM_IDLE_MAX 256L
 
-/* The host[:port] of a proxy URL: scheme://[user[:password]@]host[:port][/] */
-static void parent_host(const char *url, char *out, size_t len)
-{
-	const char *p = strstr(url, "://");
-	p = p ? p + 3 : url;
-	size_t n = strcspn(p, "/?#");
-	const char *at = memchr(p, '@', n);
-	if (at) {
-		n -= (size_t)(at + 1 - p);
-		p = at + 1;
-	}
-	snprintf(out, len, "%.*s", (int)n, p);
-}
-
 CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 {
+	u->parent = c->parent_host; /* the caller holds c for the transfer */
 	CURL *h = curl_easy_init();
 	if (h == NULL)
 		return NULL;
@@ -222,7 +209,6 @@ CURL *upstream_easy(const struct config *c, struct upstream_ctx *u)
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, u);
 	curl_easy_setopt(h, CURLOPT_PROXY, c->parent); /* "" = none, not the environment's */
-	parent_host(c->parent, u->parent, sizeof u->parent);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, u);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);

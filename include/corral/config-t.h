@@ -96,6 +96,8 @@ struct config {
 	int64_t connect_timeout_ms; /* 10s */
 	int64_t upstream_timeout_ms;/* 120s without progress */
 	char parent[1024];          /* "" or a proxy URL for libcurl */
+	char parent_host[262];      /* its host[:port], without user or password,
+	                               for messages (set at load) */
 	int allow_loopback;         /* 0: refuse loopback/link-local destinations */
 	char ca_file[4096];         /* "" or a CA bundle used instead of the system one */
 

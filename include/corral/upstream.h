@@ -35,9 +35,9 @@ struct upstream_ctx {
 	void (*after_read)(void *arg);
 	void *after_read_arg;
 	char errbuf[CURL_ERROR_SIZE];
-	char parent[262];                /* [upstream] parent's host:port (no
-	                                    user or password), "" when none: the
-	                                    transport errors are the parent's */
+	const char *parent;              /* the config's parent_host ("" when
+	                                    none): the transport errors are the
+	                                    parent's */
 };
 
 int upstream_init(void);

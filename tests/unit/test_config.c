@@ -572,6 +572,7 @@ test_full_file(void)
 	CHECK_INT(c->connect_timeout_ms, 3000);
 	CHECK_INT(c->upstream_timeout_ms, 120000);
 	CHECK_STR(c->parent, "http://parent.example:8080");
+	CHECK_STR(c->parent_host, "parent.example:8080");
 	CHECK_INT(c->allow_loopback, 1);
 	CHECK_INT(c->cache_memory, 1ll << 30);
 	CHECK_INT(c->max_object, 100ll << 20);
@@ -790,6 +791,12 @@ test_errors(void)
 	                 "truncate or delete, got 'yes'");
 	CHECK_LOAD_FAILS("[proxy]\nauth_realm = a \"b\"\n",
 	                 "test.ini:2: [proxy] auth_realm: expected a name without quotes");
+	/* the parent's host for messages: never its user or password */
+	c = load("[upstream]\nparent = http://user:secret@up.example:3128/\n", err, sizeof err);
+	if (CHECK(c != NULL)) {
+		CHECK_STR(c->parent_host, "up.example:3128");
+		config_put(c);
+	}
 	CHECK_LOAD_FAILS("[upstream]\nca_file = /nonexistent/ca.pem\n",
 	                 "test.ini:2: [upstream] ca_file: /nonexistent/ca.pem: no such file");
 	write_text("/tmp/corral-test-noca.pem", "not a certificate\n");
